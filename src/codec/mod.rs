@@ -1,0 +1,1 @@
+//! Wire formats: Avro and JSON encodings of events, decisions and commands.

@@ -1,0 +1,92 @@
+//! Operator commands: the engine's second kind of input.
+
+use serde::{Deserialize, Serialize};
+
+use super::phase::Phase;
+use super::policy::{Policy, PolicyError};
+use super::types::EventTime;
+
+/// What an operator asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CommandKind {
+    /// Begin a rollout (or begin again from OFF) with the given versions and policy.
+    Start,
+    /// Freeze automatic decisions; traffic stays where it is.
+    Pause,
+    /// Unfreeze automatic decisions.
+    Resume,
+    /// Move up one phase now, whatever the metrics say.
+    Promote,
+    /// Trip the breaker now: back to OFF.
+    Abort,
+    /// Leave OFF for the policy's initial phase with the same versions and policy.
+    Retry,
+}
+
+/// An operator command for one rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// The rollout addressed; also the Kafka record key.
+    pub rollout_id: String,
+    /// What to do.
+    pub kind: CommandKind,
+    /// Who asks (recorded in the decision).
+    pub actor: String,
+    /// Why (recorded in the decision).
+    pub reason: String,
+    /// When it was issued (event time, ms since the epoch).
+    pub timestamp: EventTime,
+    /// For START: the candidate's version label.
+    pub candidate_version: Option<String>,
+    /// For START: the baseline's version label.
+    pub baseline_version: Option<String>,
+    /// For START: the rollout's own policy; `None` uses the engine's default.
+    pub policy: Option<Policy>,
+}
+
+impl Command {
+    /// A command with no START fields.
+    pub fn new(
+        rollout_id: impl Into<String>,
+        kind: CommandKind,
+        actor: impl Into<String>,
+        reason: impl Into<String>,
+        timestamp: EventTime,
+    ) -> Self {
+        Self {
+            rollout_id: rollout_id.into(),
+            kind,
+            actor: actor.into(),
+            reason: reason.into(),
+            timestamp,
+            candidate_version: None,
+            baseline_version: None,
+            policy: None,
+        }
+    }
+}
+
+/// A command the engine refused. The rollout is left unchanged.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The command addresses a rollout the engine does not know (only START creates one).
+    #[error("rollout `{0}` is unknown; only START creates a rollout")]
+    UnknownRollout(String),
+    /// The command makes no sense in the rollout's current phase or state.
+    #[error("{kind:?} is not allowed for rollout `{rollout_id}` in phase {phase}{paused}", paused = if *.paused { " (paused)" } else { "" })]
+    NotAllowed {
+        /// The rollout addressed.
+        rollout_id: String,
+        /// The refused command.
+        kind: CommandKind,
+        /// The rollout's phase.
+        phase: Phase,
+        /// Whether it was paused.
+        paused: bool,
+    },
+    /// START carried a policy that fails validation.
+    #[error(transparent)]
+    InvalidPolicy(#[from] PolicyError),
+}

@@ -1,0 +1,190 @@
+//! The engine: every rollout of one processor, fed events and commands, returning decisions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::command::{Command, CommandError, CommandKind};
+use super::decision::{Cause, Decision};
+use super::policy::Policy;
+use super::rollout::{Rollout, WATCHDOG};
+use super::types::ExecutionEvent;
+
+/// How the engine treats rollouts it has not seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Start an unknown rollout at the default policy's initial phase on its first event.
+    /// When `false`, events of unknown rollouts are ignored (counted) until a START command.
+    pub auto_start: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { auto_start: true }
+    }
+}
+
+/// One input to the engine.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// An agent's execution event.
+    Event(&'a ExecutionEvent),
+    /// An operator's command.
+    Command(&'a Command),
+}
+
+impl<'a> From<&'a ExecutionEvent> for Input<'a> {
+    fn from(e: &'a ExecutionEvent) -> Self {
+        Input::Event(e)
+    }
+}
+
+impl<'a> From<&'a Command> for Input<'a> {
+    fn from(c: &'a Command) -> Self {
+        Input::Command(c)
+    }
+}
+
+/// Counters the engine keeps about inputs it did not turn into window samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// Events for rollouts that do not exist while auto-start is off.
+    pub unknown_rollout_events: u64,
+    /// Commands refused (see [`CommandError`]).
+    pub refused_commands: u64,
+}
+
+/// All rollouts of one processor (or of the partitions it owns). Pure: no IO, no clock.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    default_policy: Arc<Policy>,
+    options: EngineOptions,
+    rollouts: HashMap<String, Rollout>,
+    counters: EngineCounters,
+}
+
+impl Engine {
+    /// An engine whose new rollouts use `default_policy` (validated by the caller's config).
+    pub fn new(default_policy: Policy, options: EngineOptions) -> Self {
+        Self {
+            default_policy: Arc::new(default_policy),
+            options,
+            rollouts: HashMap::new(),
+            counters: EngineCounters::default(),
+        }
+    }
+
+    /// Applies an event or a command and returns what was decided (MAINTAIN included; publish
+    /// only [`Decision::is_published`] ones). A refused command yields no decision and is
+    /// counted; use [`Engine::apply_command`] to see why.
+    pub fn apply<'a>(&mut self, input: impl Into<Input<'a>>) -> Vec<Decision> {
+        let mut out = Vec::new();
+        match input.into() {
+            Input::Event(e) => self.apply_event(e, &mut out),
+            Input::Command(c) => {
+                if let Ok(d) = self.apply_command(c) {
+                    out.push(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies one event, appending decisions to `out` (no allocation when nothing is decided).
+    pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
+        if let Some(r) = self.rollouts.get_mut(event.rollout_id.as_str()) {
+            r.apply_event(event, out);
+            return;
+        }
+        if !self.options.auto_start {
+            self.counters.unknown_rollout_events += 1;
+            return;
+        }
+        let mut r = Rollout::new(event.rollout_id.clone(), self.default_policy.clone(), false);
+        let start = super::window::bucket_start(event.timestamp, r.policy().evaluation_interval_ms);
+        out.push(r.start(
+            start,
+            Cause::Automatic,
+            WATCHDOG,
+            format!(
+                "first execution event of an unknown rollout; starting at {}",
+                r.policy().initial_phase
+            ),
+        ));
+        r.apply_event(event, out);
+        self.rollouts.insert(event.rollout_id.clone(), r);
+    }
+
+    /// Applies one command. Only START creates a rollout.
+    pub fn apply_command(&mut self, cmd: &Command) -> Result<Decision, CommandError> {
+        let result = match self.rollouts.get_mut(cmd.rollout_id.as_str()) {
+            Some(r) => r.apply_command(cmd),
+            None if cmd.kind == CommandKind::Start => {
+                let mut r = Rollout::new(cmd.rollout_id.clone(), self.default_policy.clone(), false);
+                let d = r.apply_command(cmd);
+                if d.is_ok() {
+                    self.rollouts.insert(cmd.rollout_id.clone(), r);
+                }
+                d
+            }
+            None => Err(CommandError::UnknownRollout(cmd.rollout_id.clone())),
+        };
+        if result.is_err() {
+            self.counters.refused_commands += 1;
+        }
+        result
+    }
+
+    /// Restores a rollout from its last published decision (on restart). A decision carrying
+    /// its own policy restores that policy; one whose policy does not parse falls back to the
+    /// default and is reported as an error after restoring.
+    pub fn restore(&mut self, decision: &Decision) -> Result<(), super::policy::PolicyError> {
+        let (policy, custom, result) = match decision.policy_json.as_deref() {
+            None => (self.default_policy.clone(), false, Ok(())),
+            Some(json) => match Policy::from_json(json) {
+                Ok(p) => (Arc::new(p), true, Ok(())),
+                Err(e) => (self.default_policy.clone(), false, Err(e)),
+            },
+        };
+        let r = self
+            .rollouts
+            .entry(decision.rollout_id.clone())
+            .or_insert_with(|| Rollout::new(decision.rollout_id.clone(), policy.clone(), custom));
+        r.restore(decision, policy, custom);
+        result
+    }
+
+    /// The rollout's state, if known.
+    pub fn rollout(&self, id: &str) -> Option<&Rollout> {
+        self.rollouts.get(id)
+    }
+
+    /// Every rollout, in no particular order.
+    pub fn rollouts(&self) -> impl Iterator<Item = &Rollout> {
+        self.rollouts.values()
+    }
+
+    /// Number of rollouts held.
+    pub fn len(&self) -> usize {
+        self.rollouts.len()
+    }
+
+    /// Whether no rollout is held.
+    pub fn is_empty(&self) -> bool {
+        self.rollouts.is_empty()
+    }
+
+    /// Drops the rollouts for which `keep` is false (e.g. those of revoked partitions).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.rollouts.retain(|id, _| keep(id));
+    }
+
+    /// Counters of inputs that produced no samples.
+    pub fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    /// The policy given to rollouts that do not bring their own.
+    pub fn default_policy(&self) -> &Policy {
+        &self.default_policy
+    }
+}

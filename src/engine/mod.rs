@@ -1,0 +1,36 @@
+//! The pure rollout engine (sans-IO): policy, event-time windows, watchdog, rollout state
+//! machine and traffic splitter.
+//!
+//! Nothing in this module touches a socket, a file, a clock or an unseeded random source. Time
+//! comes in with each input (the event's own timestamp), decisions come out as values, so a live
+//! run, a run interrupted by crashes and an audit replay of the same log decide the same.
+//!
+//! - [`types`]: range-checked values (rates, percents, latencies) and the execution event.
+//! - [`phase`]: OFF → PROBE → SMALL → MEDIUM → FULL and the breaker state of each.
+//! - [`policy`]: thresholds, windows and schedule, and exactly how each threshold is applied.
+//! - [`window`]: tumbling event-time buckets and the rolling window built from them.
+//! - [`watchdog`]: metrics + policy → ADVANCE / MAINTAIN / ROLLBACK with a reason.
+//! - [`rollout`]: one rollout's state machine; [`engine`]: all rollouts, fed events and commands.
+//! - [`command`], [`decision`]: operator inputs and the engine's outputs.
+//! - [`splitter`]: the sticky, monotone hash split routers use.
+
+pub mod command;
+pub mod decision;
+#[allow(clippy::module_inception)]
+pub mod engine;
+pub mod phase;
+pub mod policy;
+pub mod rollout;
+pub mod splitter;
+pub mod types;
+pub mod watchdog;
+pub mod window;
+
+pub use command::{Command, CommandError, CommandKind};
+pub use decision::{Action, Cause, Decision, MetricsSnapshot};
+pub use engine::{Engine, EngineCounters, EngineOptions, Input};
+pub use phase::{BreakerState, Phase};
+pub use policy::{Policy, PolicyError, Schedule};
+pub use rollout::Rollout;
+pub use types::{EventTime, ExecutionEvent, LatencyMs, RangeError, Rate, TrafficPercent, Variant};
+pub use window::VariantMetrics;

@@ -1,0 +1,357 @@
+//! The rollout policy (the seed's `CircuitBreakerConfig`): thresholds, sample requirements,
+//! windows and the phase schedule.
+//!
+//! # How each threshold is applied
+//!
+//! At every evaluation the watchdog looks at the candidate's metrics over the rolling window
+//! (the last `monitoring_window_ms` of event time, restricted to the current phase) and applies,
+//! in this order:
+//!
+//! 1. fewer than `min_samples_per_phase` candidate samples → **MAINTAIN** (no verdict yet);
+//! 2. mean latency `> max_latency_ms` → **ROLLBACK** (latency SLO breached);
+//! 3. completion rate `< rollback_threshold` → **ROLLBACK** (the breaker trips);
+//! 4. completion rate `< min_task_completion_rate` → **MAINTAIN**, flagged as below SLO: the
+//!    rollout is held where it is and never advanced while under the SLO;
+//! 5. completion rate `>= advancement_threshold` (and latency within SLO) → **ADVANCE**, except at
+//!    FULL where there is nothing above;
+//! 6. otherwise → **MAINTAIN** (healthy, not yet convincing).
+//!
+//! So the three completion thresholds partition the rate axis:
+//! `[0, rollback) trip · [rollback, slo) hold, below SLO · [slo, advancement) hold · [advancement, 1] advance`,
+//! and validation enforces `rollback_threshold <= min_task_completion_rate <= advancement_threshold`.
+//! The seed's example "80 % / 2500 ms → ROLLBACK" trips on rule 2 (latency); a candidate at
+//! exactly 0.80 completion with good latency is held, not tripped (the comparison is strict).
+
+use serde::{Deserialize, Serialize};
+
+use super::phase::Phase;
+use super::types::{Rate, TrafficPercent};
+
+/// A policy field failed validation. The message names the field and the allowed range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid policy: `{field}` {message}")]
+#[non_exhaustive]
+pub struct PolicyError {
+    /// The offending field, as spelled in the configuration file.
+    pub field: &'static str,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl PolicyError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Candidate traffic of the three trial phases. OFF is always 0 % and FULL always 100 %.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedule {
+    /// Traffic share in PROBE (default 1 %).
+    pub probe: TrafficPercent,
+    /// Traffic share in SMALL (default 5 %).
+    pub small: TrafficPercent,
+    /// Traffic share in MEDIUM (default 20 %).
+    pub medium: TrafficPercent,
+}
+
+impl Default for Schedule {
+    /// The brief's schedule: 1 %, 5 %, 20 %, then 100 %.
+    fn default() -> Self {
+        Self {
+            probe: bp(100),
+            small: bp(500),
+            medium: bp(2_000),
+        }
+    }
+}
+
+const fn bp(v: u16) -> TrafficPercent {
+    match TrafficPercent::from_basis_points(v) {
+        Some(p) => p,
+        None => panic!("basis points above 10000"),
+    }
+}
+
+impl Schedule {
+    /// Candidate traffic in `phase`.
+    pub const fn percent(&self, phase: Phase) -> TrafficPercent {
+        match phase {
+            Phase::Off => TrafficPercent::ZERO,
+            Phase::Probe => self.probe,
+            Phase::Small => self.small,
+            Phase::Medium => self.medium,
+            Phase::Full => TrafficPercent::FULL,
+        }
+    }
+}
+
+/// Default minimum completion rate: the brief's SLO, "completion >= 0.85".
+const fn default_min_task_completion_rate() -> Rate {
+    Rate::from_const(0.85)
+}
+/// Default latency SLO: the brief's "latency <= 2000 ms" (applied to the window's mean).
+const fn default_max_latency_ms() -> f64 {
+    2_000.0
+}
+/// Default first phase of a new rollout: PROBE, as in the seed.
+const fn default_initial_phase() -> Phase {
+    Phase::Probe
+}
+/// Default sample requirement: the seed's "at least 10 samples per phase".
+const fn default_min_samples_per_phase() -> u32 {
+    10
+}
+/// Default rolling decision window: the seed's 5 minutes.
+const fn default_monitoring_window_ms() -> u64 {
+    5 * 60 * 1_000
+}
+/// Default completion rate needed to advance: the seed's 0.95.
+const fn default_advancement_threshold() -> Rate {
+    Rate::from_const(0.95)
+}
+/// Default completion rate under which the breaker trips: the seed's 0.80.
+const fn default_rollback_threshold() -> Rate {
+    Rate::from_const(0.80)
+}
+/// Default tumbling-window width, which is also the evaluation tick: 10 s, so the 5-minute
+/// rolling window is made of 30 sub-buckets (our choice: fine enough to react within seconds,
+/// coarse enough to keep memory per rollout small).
+const fn default_evaluation_interval_ms() -> u64 {
+    10_000
+}
+/// Default allowed lateness: events up to 5 s behind the newest one of their rollout still land
+/// in the right window (our choice: covers producer batching and agent clock skew).
+const fn default_allowed_lateness_ms() -> u64 {
+    5_000
+}
+
+/// The rollout policy. Every field has a default, so `{}` is a valid policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Completion-rate SLO in `[0, 1]`: below it a candidate is held, never advanced.
+    #[serde(default = "default_min_task_completion_rate")]
+    pub min_task_completion_rate: Rate,
+    /// Latency SLO in ms, applied to the mean latency of the window; above it → ROLLBACK.
+    #[serde(default = "default_max_latency_ms")]
+    pub max_latency_ms: f64,
+    /// Phase a rollout starts in (PROBE, SMALL or MEDIUM).
+    #[serde(default = "default_initial_phase")]
+    pub initial_phase: Phase,
+    /// Candidate samples needed in the current phase before any verdict.
+    #[serde(default = "default_min_samples_per_phase")]
+    pub min_samples_per_phase: u32,
+    /// Length of the rolling decision window, in ms of event time.
+    #[serde(default = "default_monitoring_window_ms")]
+    pub monitoring_window_ms: u64,
+    /// Completion rate at or above which the candidate advances.
+    #[serde(default = "default_advancement_threshold")]
+    pub advancement_threshold: Rate,
+    /// Completion rate below which the breaker trips (ROLLBACK).
+    #[serde(default = "default_rollback_threshold")]
+    pub rollback_threshold: Rate,
+    /// Candidate traffic per trial phase.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Width of the tumbling windows, in ms; an evaluation happens when one closes.
+    #[serde(default = "default_evaluation_interval_ms")]
+    pub evaluation_interval_ms: u64,
+    /// How far behind the newest event of a rollout an event may arrive and still be placed in
+    /// its window; later events are counted as late.
+    #[serde(default = "default_allowed_lateness_ms")]
+    pub allowed_lateness_ms: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            min_task_completion_rate: default_min_task_completion_rate(),
+            max_latency_ms: default_max_latency_ms(),
+            initial_phase: default_initial_phase(),
+            min_samples_per_phase: default_min_samples_per_phase(),
+            monitoring_window_ms: default_monitoring_window_ms(),
+            advancement_threshold: default_advancement_threshold(),
+            rollback_threshold: default_rollback_threshold(),
+            schedule: Schedule::default(),
+            evaluation_interval_ms: default_evaluation_interval_ms(),
+            allowed_lateness_ms: default_allowed_lateness_ms(),
+        }
+    }
+}
+
+/// Longest window we accept: one day. Longer ones would need more sub-buckets than a
+/// per-rollout budget allows.
+const MAX_WINDOW_MS: u64 = 24 * 60 * 60 * 1_000;
+/// Most sub-buckets in one rolling window; bounds memory per rollout.
+const MAX_BUCKETS_PER_WINDOW: u64 = 1_440;
+
+impl Policy {
+    /// Checks every bound and the relations between fields.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if !(self.max_latency_ms.is_finite() && self.max_latency_ms > 0.0) {
+            return Err(PolicyError::new(
+                "max_latency_ms",
+                format!("must be a finite number > 0, got {}", self.max_latency_ms),
+            ));
+        }
+        if matches!(self.initial_phase, Phase::Off | Phase::Full) {
+            return Err(PolicyError::new(
+                "initial_phase",
+                format!(
+                    "must be PROBE, SMALL or MEDIUM, got {}",
+                    self.initial_phase
+                ),
+            ));
+        }
+        if self.min_samples_per_phase == 0 || self.min_samples_per_phase > 1_000_000 {
+            return Err(PolicyError::new(
+                "min_samples_per_phase",
+                format!(
+                    "must be in [1, 1000000], got {}",
+                    self.min_samples_per_phase
+                ),
+            ));
+        }
+        if self.evaluation_interval_ms < 100 || self.evaluation_interval_ms > MAX_WINDOW_MS {
+            return Err(PolicyError::new(
+                "evaluation_interval_ms",
+                format!(
+                    "must be in [100, {MAX_WINDOW_MS}], got {}",
+                    self.evaluation_interval_ms
+                ),
+            ));
+        }
+        let w = self.monitoring_window_ms;
+        let e = self.evaluation_interval_ms;
+        if w < e || w > MAX_WINDOW_MS || w % e != 0 || w / e > MAX_BUCKETS_PER_WINDOW {
+            return Err(PolicyError::new(
+                "monitoring_window_ms",
+                format!(
+                    "must be a multiple of evaluation_interval_ms ({e}) in [{e}, {MAX_WINDOW_MS}] \
+                     and at most {MAX_BUCKETS_PER_WINDOW} intervals long, got {w}"
+                ),
+            ));
+        }
+        if self.allowed_lateness_ms > w {
+            return Err(PolicyError::new(
+                "allowed_lateness_ms",
+                format!("must be in [0, monitoring_window_ms = {w}], got {}", self.allowed_lateness_ms),
+            ));
+        }
+        let (rb, slo, adv) = (
+            self.rollback_threshold,
+            self.min_task_completion_rate,
+            self.advancement_threshold,
+        );
+        if rb > slo {
+            return Err(PolicyError::new(
+                "rollback_threshold",
+                format!("must be in [0, min_task_completion_rate = {slo}], got {rb}"),
+            ));
+        }
+        if slo > adv {
+            return Err(PolicyError::new(
+                "min_task_completion_rate",
+                format!("must be in [rollback_threshold = {rb}, advancement_threshold = {adv}], got {slo}"),
+            ));
+        }
+        let s = &self.schedule;
+        if s.probe == TrafficPercent::ZERO {
+            return Err(PolicyError::new(
+                "schedule.probe",
+                format!("must be in (0, 100), got {}", s.probe),
+            ));
+        }
+        if s.small <= s.probe {
+            return Err(PolicyError::new(
+                "schedule.small",
+                format!("must be in (schedule.probe = {}, 100), got {}", s.probe, s.small),
+            ));
+        }
+        if s.medium <= s.small || s.medium >= TrafficPercent::FULL {
+            return Err(PolicyError::new(
+                "schedule.medium",
+                format!("must be in (schedule.small = {}, 100), got {}", s.small, s.medium),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses and validates a policy from TOML.
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::new("policy", e.to_string()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Parses and validates a policy from JSON.
+    pub fn from_json(text: &str) -> Result<Self, PolicyError> {
+        let policy: Policy =
+            serde_json::from_str(text).map_err(|e| PolicyError::new("policy", e.to_string()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Rolling-window length in sub-buckets.
+    pub fn buckets_per_window(&self) -> u64 {
+        self.monitoring_window_ms / self.evaluation_interval_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seeds_and_valid() {
+        let p = Policy::default();
+        p.validate().unwrap();
+        assert_eq!(p.min_task_completion_rate.get(), 0.85);
+        assert_eq!(p.max_latency_ms, 2000.0);
+        assert_eq!(p.min_samples_per_phase, 10);
+        assert_eq!(p.monitoring_window_ms, 300_000);
+        assert_eq!(p.advancement_threshold.get(), 0.95);
+        assert_eq!(p.rollback_threshold.get(), 0.80);
+        assert_eq!(p.schedule.percent(Phase::Probe).percent(), 1.0);
+        assert_eq!(p.schedule.percent(Phase::Small).percent(), 5.0);
+        assert_eq!(p.schedule.percent(Phase::Medium).percent(), 20.0);
+        assert_eq!(Policy::from_toml("").unwrap(), p);
+        assert_eq!(Policy::from_json("{}").unwrap(), p);
+    }
+
+    fn err_of(toml_text: &str) -> PolicyError {
+        Policy::from_toml(toml_text).unwrap_err()
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        let e = err_of("min_task_completion_rate = 1.5");
+        assert!(e.to_string().contains("min_task_completion_rate"), "{e}");
+        assert!(e.to_string().contains("[0, 1]"), "{e}");
+        let e = err_of("rollback_threshold = 0.9");
+        assert_eq!(e.field, "rollback_threshold");
+        let e = err_of("advancement_threshold = 0.5");
+        assert_eq!(e.field, "min_task_completion_rate");
+        let e = err_of("max_latency_ms = -3");
+        assert_eq!(e.field, "max_latency_ms");
+        let e = err_of("min_samples_per_phase = 0");
+        assert_eq!(e.field, "min_samples_per_phase");
+        let e = err_of("monitoring_window_ms = 12345");
+        assert_eq!(e.field, "monitoring_window_ms");
+        let e = err_of("initial_phase = \"FULL\"");
+        assert_eq!(e.field, "initial_phase");
+        let e = err_of("[schedule]\nsmall = 0.5");
+        assert_eq!(e.field, "schedule.small");
+        let e = err_of("[schedule]\nmedium = 100");
+        assert_eq!(e.field, "schedule.medium");
+        let e = err_of("[schedule]\nprobe = 120");
+        assert!(e.to_string().contains("probe"), "{e}");
+        let e = err_of("surprise = 1");
+        assert!(e.to_string().contains("surprise"), "{e}");
+    }
+}

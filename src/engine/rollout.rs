@@ -1,0 +1,389 @@
+//! One rollout's state machine: its phase, windows and sequence of decisions.
+//!
+//! Transitions (anything else is refused):
+//!
+//! | from            | input                      | to               | action   |
+//! |-----------------|----------------------------|------------------|----------|
+//! | (new)           | first event / START        | initial phase    | START    |
+//! | PROBE..MEDIUM   | healthy window             | next phase       | ADVANCE  |
+//! | PROBE..FULL     | breached window / ABORT    | OFF              | ROLLBACK |
+//! | PROBE..MEDIUM   | PROMOTE                    | next phase       | ADVANCE  |
+//! | OFF             | RETRY / START              | initial phase    | START    |
+//! | not OFF         | PAUSE / RESUME             | same phase       | PAUSE / RESUME |
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::{Command, CommandError, CommandKind};
+use super::decision::{Action, Cause, Decision, MetricsSnapshot};
+use super::phase::Phase;
+use super::policy::Policy;
+use super::types::{EventTime, ExecutionEvent, LatencyMs, Variant};
+use super::watchdog;
+use super::window::{bucket_start, VariantWindow};
+
+/// Actor recorded on automatic decisions.
+pub const WATCHDOG: &str = "watchdog";
+
+/// The state of one rollout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollout {
+    id: String,
+    policy: Arc<Policy>,
+    custom_policy: bool,
+    phase: Phase,
+    paused: bool,
+    sequence: u64,
+    phase_started_at: EventTime,
+    candidate_version: Option<String>,
+    baseline_version: Option<String>,
+    max_event_time: EventTime,
+    closed_until: EventTime,
+    late_events: u64,
+    baseline: VariantWindow,
+    candidate: VariantWindow,
+}
+
+/// First bucket boundary at or after `t`.
+fn ceil_to_bucket(t: EventTime, width: u64) -> EventTime {
+    let floor = bucket_start(t, width);
+    if floor == t {
+        t
+    } else {
+        floor + width as i64
+    }
+}
+
+impl Rollout {
+    /// A rollout that has not started (phase OFF, sequence 0).
+    pub fn new(id: impl Into<String>, policy: Arc<Policy>, custom_policy: bool) -> Self {
+        Self {
+            id: id.into(),
+            policy,
+            custom_policy,
+            phase: Phase::Off,
+            paused: false,
+            sequence: 0,
+            phase_started_at: EventTime::MIN,
+            candidate_version: None,
+            baseline_version: None,
+            max_event_time: EventTime::MIN,
+            closed_until: EventTime::MIN,
+            late_events: 0,
+            baseline: VariantWindow::default(),
+            candidate: VariantWindow::default(),
+        }
+    }
+
+    /// The rollout id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+    /// Whether automatic decisions are frozen.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+    /// Sequence number of the last published decision (0 before the first).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+    /// The policy governing this rollout.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    /// Events that arrived after their window had closed (counted, not aggregated).
+    pub fn late_events(&self) -> u64 {
+        self.late_events
+    }
+    /// Event time from which samples count for the current phase.
+    pub fn phase_started_at(&self) -> EventTime {
+        self.phase_started_at
+    }
+    /// Sub-buckets held in memory, both variants.
+    pub fn buckets_held(&self) -> usize {
+        self.baseline.len() + self.candidate.len()
+    }
+
+    fn width(&self) -> u64 {
+        self.policy.evaluation_interval_ms
+    }
+
+    /// Records an execution into its tumbling bucket. Returns `false` (and counts it) when the
+    /// bucket has already closed.
+    pub fn record(
+        &mut self,
+        variant: Variant,
+        success: bool,
+        latency: LatencyMs,
+        at: EventTime,
+    ) -> bool {
+        if at < self.closed_until {
+            self.late_events += 1;
+            return false;
+        }
+        let start = bucket_start(at, self.width());
+        match variant {
+            Variant::Baseline => self.baseline.record(start, success, latency),
+            Variant::Candidate => self.candidate.record(start, success, latency),
+        }
+        self.max_event_time = self.max_event_time.max(at);
+        true
+    }
+
+    /// The metrics of the current phase over the rolling window ending at `end`.
+    pub fn snapshot(&self, end: EventTime) -> MetricsSnapshot {
+        let window_start = (end - self.policy.monitoring_window_ms as i64).max(self.phase_started_at);
+        MetricsSnapshot {
+            window_start,
+            window_end: end,
+            baseline: self.baseline.aggregate(window_start, end).metrics(),
+            candidate: self.candidate.aggregate(window_start, end).metrics(),
+        }
+    }
+
+    /// Judges the window ending at `end` and applies the verdict. Returns `None` at OFF.
+    pub fn evaluate(&mut self, end: EventTime) -> Option<Decision> {
+        self.evaluate_window(end, end)
+    }
+
+    /// Embedded use (no watermark): judges the window that includes the bucket holding `at`,
+    /// records the decision as made at `at`, and evicts buckets the window no longer covers.
+    pub fn evaluate_now(&mut self, at: EventTime) -> Option<Decision> {
+        let width = self.width() as i64;
+        let end = bucket_start(at, self.width()) + width;
+        let d = self.evaluate_window(end, at);
+        let cutoff = end - self.policy.monitoring_window_ms as i64;
+        self.baseline.evict_before(cutoff);
+        self.candidate.evict_before(cutoff);
+        d
+    }
+
+    fn evaluate_window(&mut self, end: EventTime, at: EventTime) -> Option<Decision> {
+        if self.phase == Phase::Off {
+            return None;
+        }
+        let metrics = self.snapshot(end);
+        if self.paused {
+            return Some(self.decision(
+                Action::Maintain,
+                self.phase,
+                format!("{}: paused by operator; automatic decisions frozen", self.phase),
+                metrics,
+                at,
+                Cause::Automatic,
+                WATCHDOG,
+            ));
+        }
+        let verdict = watchdog::judge(&self.policy, self.phase, &metrics.candidate, &metrics.baseline);
+        let to = match verdict.action {
+            Action::Advance => self.phase.next().unwrap_or(self.phase),
+            Action::Rollback => Phase::Off,
+            _ => self.phase,
+        };
+        Some(self.transition(verdict.action, to, verdict.reason, metrics, at, Cause::Automatic, WATCHDOG))
+    }
+
+    /// Closes every bucket the watermark (newest event time minus the allowed lateness) has
+    /// passed, evaluating at the end of each one that holds data.
+    pub fn close_buckets(&mut self, out: &mut Vec<Decision>) {
+        let width = self.width() as i64;
+        let watermark = self
+            .max_event_time
+            .saturating_sub(self.policy.allowed_lateness_ms as i64);
+        loop {
+            let next = match (
+                self.baseline.first_start_from(self.closed_until),
+                self.candidate.first_start_from(self.closed_until),
+            ) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => return,
+            };
+            let end = next + width;
+            if end > watermark {
+                return;
+            }
+            self.closed_until = end;
+            if let Some(d) = self.evaluate(end) {
+                out.push(d);
+            }
+            let cutoff = end - self.policy.monitoring_window_ms as i64;
+            self.baseline.evict_before(cutoff);
+            self.candidate.evict_before(cutoff);
+        }
+    }
+
+    /// Handles one execution event: record, then close what the watermark passed.
+    pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
+        if self.record(event.variant, event.success, event.latency, event.timestamp) {
+            self.close_buckets(out);
+        }
+    }
+
+    /// Starts the rollout at its initial phase (automatic: on its first event).
+    pub fn start(
+        &mut self,
+        at: EventTime,
+        cause: Cause,
+        actor: &str,
+        reason: String,
+    ) -> Decision {
+        let to = self.policy.initial_phase;
+        let metrics = MetricsSnapshot {
+            window_start: at,
+            window_end: at,
+            ..MetricsSnapshot::default()
+        };
+        self.paused = false;
+        self.transition(Action::Start, to, reason, metrics, at, cause, actor)
+    }
+
+    /// Applies an operator command.
+    pub fn apply_command(&mut self, cmd: &Command) -> Result<Decision, CommandError> {
+        let refuse = |r: &Rollout| CommandError::NotAllowed {
+            rollout_id: r.id.clone(),
+            kind: cmd.kind,
+            phase: r.phase,
+            paused: r.paused,
+        };
+        let at = cmd.timestamp;
+        let reason = |what: &str| {
+            if cmd.reason.is_empty() {
+                format!("{what} by {}", cmd.actor)
+            } else {
+                format!("{what} by {}: {}", cmd.actor, cmd.reason)
+            }
+        };
+        let metrics = self.snapshot(at);
+        let d = match cmd.kind {
+            CommandKind::Start | CommandKind::Retry => {
+                if self.phase != Phase::Off {
+                    return Err(refuse(self));
+                }
+                if cmd.kind == CommandKind::Start {
+                    if let Some(p) = &cmd.policy {
+                        p.validate()?;
+                        self.policy = Arc::new(p.clone());
+                        self.custom_policy = true;
+                    }
+                    if cmd.candidate_version.is_some() {
+                        self.candidate_version.clone_from(&cmd.candidate_version);
+                    }
+                    if cmd.baseline_version.is_some() {
+                        self.baseline_version.clone_from(&cmd.baseline_version);
+                    }
+                }
+                let what = if cmd.kind == CommandKind::Start { "started" } else { "retried" };
+                let mut d = self.start(at, Cause::Operator, &cmd.actor, reason(what));
+                d.metrics = metrics;
+                d
+            }
+            CommandKind::Pause | CommandKind::Resume => {
+                let pause = cmd.kind == CommandKind::Pause;
+                if self.phase == Phase::Off || self.paused == pause {
+                    return Err(refuse(self));
+                }
+                self.paused = pause;
+                let (action, what) = if pause { (Action::Pause, "paused") } else { (Action::Resume, "resumed") };
+                self.transition(action, self.phase, reason(what), metrics, at, Cause::Operator, &cmd.actor)
+            }
+            CommandKind::Promote => {
+                let Some(next) = self.phase.next() else {
+                    return Err(refuse(self));
+                };
+                self.transition(Action::Advance, next, reason("promoted"), metrics, at, Cause::Operator, &cmd.actor)
+            }
+            CommandKind::Abort => {
+                if self.phase == Phase::Off {
+                    return Err(refuse(self));
+                }
+                self.transition(Action::Rollback, Phase::Off, reason("aborted"), metrics, at, Cause::Operator, &cmd.actor)
+            }
+        };
+        Ok(d)
+    }
+
+    /// Restores the state a published decision describes (on restart, from the decisions
+    /// topic). Older or equal sequence numbers are ignored, so restoring is idempotent.
+    pub fn restore(&mut self, d: &Decision, policy: Arc<Policy>, custom_policy: bool) {
+        if d.sequence <= self.sequence {
+            return;
+        }
+        self.policy = policy;
+        self.custom_policy = custom_policy;
+        self.phase = d.to;
+        self.paused = d.paused;
+        self.sequence = d.sequence;
+        self.phase_started_at = ceil_to_bucket(d.at, self.width());
+        self.closed_until = self.closed_until.max(self.phase_started_at);
+        self.candidate_version.clone_from(&d.candidate_version);
+        self.baseline_version.clone_from(&d.baseline_version);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn transition(
+        &mut self,
+        action: Action,
+        to: Phase,
+        reason: String,
+        metrics: MetricsSnapshot,
+        at: EventTime,
+        cause: Cause,
+        actor: &str,
+    ) -> Decision {
+        let from = self.phase;
+        if action != Action::Maintain {
+            self.sequence += 1;
+        }
+        if to != from {
+            self.phase = to;
+            // Samples count per phase: only buckets that start at or after the change are
+            // judged in the new phase (automatic changes happen on bucket boundaries; operator
+            // ones round up to the next boundary). The first START keeps the bucket it began in.
+            self.phase_started_at = if action == Action::Start && from == Phase::Off && cause == Cause::Automatic {
+                bucket_start(at, self.width())
+            } else {
+                ceil_to_bucket(at, self.width())
+            };
+        }
+        self.decision(action, from, reason, metrics, at, cause, actor)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decision(
+        &self,
+        action: Action,
+        from: Phase,
+        reason: String,
+        metrics: MetricsSnapshot,
+        at: EventTime,
+        cause: Cause,
+        actor: &str,
+    ) -> Decision {
+        Decision {
+            rollout_id: self.id.clone(),
+            sequence: self.sequence,
+            action,
+            from,
+            to: self.phase,
+            traffic: self.policy.schedule.percent(self.phase),
+            breaker: self.phase.breaker(),
+            paused: self.paused,
+            reason,
+            metrics,
+            at,
+            cause,
+            actor: actor.to_owned(),
+            candidate_version: self.candidate_version.clone(),
+            baseline_version: self.baseline_version.clone(),
+            policy_json: self
+                .custom_policy
+                .then(|| serde_json::to_string(&*self.policy).unwrap_or_default()),
+        }
+    }
+}

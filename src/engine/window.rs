@@ -1,0 +1,226 @@
+//! Event-time windows.
+//!
+//! Time is cut into tumbling buckets of `evaluation_interval_ms` (`start = t - t.rem_euclid(width)`,
+//! as Arroyo bins events). Each bucket holds exact counts, an integer latency sum and a mergeable
+//! latency sketch (DDSketch, 1 % relative error). The rolling decision window is the merge of
+//! the buckets it covers, so it is exact for counts and means, and equal to a sketch built from
+//! the raw events for quantiles (DDSketch bins add exactly). Buckets older than the window are
+//! evicted, so memory per rollout is bounded by `monitoring_window / evaluation_interval` buckets
+//! per variant plus those still open within the allowed lateness.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sketches_ddsketch::{Config, DDSketch};
+
+use super::types::{EventTime, LatencyMs};
+
+/// DDSketch with 1 % relative accuracy; at most 2048 bins, far more than latencies need.
+fn new_sketch() -> DDSketch {
+    DDSketch::new(Config::new(0.01, 2048, 1.0e-3))
+}
+
+/// Aggregate of the executions of one variant in one span of event time.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Executions seen.
+    pub samples: u64,
+    /// Executions that completed their task.
+    pub successes: u64,
+    /// Sum of latencies in microseconds (an integer, so merges are order-independent).
+    pub latency_sum_us: u64,
+    sketch: DDSketch,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket")
+            .field("samples", &self.samples)
+            .field("successes", &self.successes)
+            .field("latency_sum_us", &self.latency_sum_us)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Self {
+            samples: 0,
+            successes: 0,
+            latency_sum_us: 0,
+            sketch: new_sketch(),
+        }
+    }
+}
+
+impl Bucket {
+    /// Adds one execution.
+    pub fn record(&mut self, success: bool, latency: LatencyMs) {
+        self.samples += 1;
+        self.successes += u64::from(success);
+        self.latency_sum_us = self.latency_sum_us.saturating_add(latency.as_micros());
+        self.sketch.add(latency.get());
+    }
+
+    /// Adds another bucket's executions to this one.
+    pub fn merge(&mut self, other: &Bucket) {
+        self.samples += other.samples;
+        self.successes += other.successes;
+        self.latency_sum_us = self.latency_sum_us.saturating_add(other.latency_sum_us);
+        // Both sketches share one config, the only way merge can fail.
+        let _ = self.sketch.merge(&other.sketch);
+    }
+
+    /// Summary numbers of this aggregate.
+    pub fn metrics(&self) -> VariantMetrics {
+        let q = |p: f64| {
+            self.sketch
+                .quantile(p)
+                .ok()
+                .flatten()
+                .map_or(0.0, |v| (v * 1000.0).round() / 1000.0)
+        };
+        VariantMetrics {
+            samples: self.samples,
+            successes: self.successes,
+            completion_rate: if self.samples == 0 {
+                0.0
+            } else {
+                self.successes as f64 / self.samples as f64
+            },
+            mean_latency_ms: if self.samples == 0 {
+                0.0
+            } else {
+                self.latency_sum_us as f64 / self.samples as f64 / 1000.0
+            },
+            p50_latency_ms: q(0.50),
+            p95_latency_ms: q(0.95),
+            p99_latency_ms: q(0.99),
+        }
+    }
+}
+
+/// What a window says about one variant.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct VariantMetrics {
+    /// Executions in the window.
+    pub samples: u64,
+    /// Executions that completed their task.
+    pub successes: u64,
+    /// `successes / samples`, 0 when there are no samples.
+    pub completion_rate: f64,
+    /// Mean latency in ms, 0 when there are no samples.
+    pub mean_latency_ms: f64,
+    /// Median latency in ms (sketch estimate, ±1 %).
+    pub p50_latency_ms: f64,
+    /// 95th percentile latency in ms (sketch estimate, ±1 %).
+    pub p95_latency_ms: f64,
+    /// 99th percentile latency in ms (sketch estimate, ±1 %).
+    pub p99_latency_ms: f64,
+}
+
+/// Start of the tumbling bucket that holds `t`.
+pub fn bucket_start(t: EventTime, width_ms: u64) -> EventTime {
+    let w = width_ms as i64;
+    t - t.rem_euclid(w)
+}
+
+/// The tumbling buckets of one variant of one rollout, keyed by bucket start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VariantWindow {
+    buckets: BTreeMap<EventTime, Bucket>,
+}
+
+impl VariantWindow {
+    /// Adds an execution to the bucket starting at `start`.
+    pub fn record(&mut self, start: EventTime, success: bool, latency: LatencyMs) {
+        self.buckets
+            .entry(start)
+            .or_default()
+            .record(success, latency);
+    }
+
+    /// Merge of the buckets whose start lies in `[from, to)`.
+    pub fn aggregate(&self, from: EventTime, to: EventTime) -> Bucket {
+        let mut total = Bucket::default();
+        if from < to {
+            for b in self.buckets.range(from..to).map(|(_, b)| b) {
+                total.merge(b);
+            }
+        }
+        total
+    }
+
+    /// Drops every bucket that starts before `cutoff`.
+    pub fn evict_before(&mut self, cutoff: EventTime) {
+        while let Some(entry) = self.buckets.first_entry() {
+            if *entry.key() >= cutoff {
+                break;
+            }
+            entry.remove();
+        }
+    }
+
+    /// First bucket start at or after `from`, if any.
+    pub fn first_start_from(&self, from: EventTime) -> Option<EventTime> {
+        self.buckets.range(from..).next().map(|(s, _)| *s)
+    }
+
+    /// Buckets currently held (for memory accounting and tests).
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether no bucket is held.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// The bucket starting at `start`, if it holds anything.
+    pub fn bucket(&self, start: EventTime) -> Option<&Bucket> {
+        self.buckets.get(&start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: f64) -> LatencyMs {
+        LatencyMs::new(v).unwrap()
+    }
+
+    #[test]
+    fn bucket_start_floors_including_negative_times() {
+        assert_eq!(bucket_start(12_345, 10_000), 10_000);
+        assert_eq!(bucket_start(10_000, 10_000), 10_000);
+        assert_eq!(bucket_start(-1, 10_000), -10_000);
+    }
+
+    #[test]
+    fn aggregate_covers_half_open_range_and_eviction_bounds_memory() {
+        let mut w = VariantWindow::default();
+        for (start, ok, lat) in [(0, true, 100.0), (10, false, 300.0), (20, true, 200.0)] {
+            w.record(start, ok, ms(lat));
+        }
+        let m = w.aggregate(0, 20).metrics();
+        assert_eq!(m.samples, 2);
+        assert_eq!(m.successes, 1);
+        assert_eq!(m.completion_rate, 0.5);
+        assert_eq!(m.mean_latency_ms, 200.0);
+        w.evict_before(10);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w.aggregate(0, 100).metrics().samples, 2);
+    }
+
+    #[test]
+    fn quantiles_are_within_sketch_accuracy() {
+        let mut b = Bucket::default();
+        for i in 1..=1000 {
+            b.record(true, ms(i as f64));
+        }
+        let m = b.metrics();
+        assert!((m.p50_latency_ms - 500.0).abs() <= 500.0 * 0.02, "{m:?}");
+        assert!((m.p99_latency_ms - 990.0).abs() <= 990.0 * 0.02, "{m:?}");
+    }
+}

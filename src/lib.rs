@@ -1,0 +1,25 @@
+//! # rollout-breaker
+//!
+//! A metric-driven circuit breaker for progressive rollouts of AI agents, on Apache Kafka.
+//! Agents report execution events; the processor aggregates them per rollout and variant over
+//! event-time windows, decides ADVANCE / MAINTAIN / ROLLBACK, and publishes phase changes
+//! (OFF 0 % → PROBE 1 % → SMALL 5 % → MEDIUM 20 % → FULL 100 %) to a compacted decisions topic
+//! that routers read as a table to split traffic by a sticky hash.
+//!
+//! # Layout
+//!
+//! - [`engine`]: the pure core (sans-IO). Policy, windows, watchdog, rollout state machine and
+//!   splitter. No tokio, no rdkafka, no clock: time comes from the events.
+//! - [`controller`]: the seed's embedded, single-process API (`Controller`) with JSON state
+//!   persistence, for use without Kafka.
+//! - [`codec`]: Avro (single-object and Confluent framing) and JSON encodings of the records
+//!   in `schemas/*.avsc`, with typed decode errors.
+//! - [`kafka`]: the shell around the engine: topic admin, consumer/producer loops, restore.
+//! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin).
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod codec;
+pub mod controller;
+pub mod engine;
+pub mod kafka;
