@@ -76,7 +76,12 @@ impl Controller {
     pub fn with_id(rollout_id: &str, policy: Policy) -> Result<Self, ControllerError> {
         policy.validate()?;
         let mut rollout = Rollout::new(rollout_id, Arc::new(policy), true);
-        let start = rollout.start(0, Cause::Automatic, "controller", "controller created".into());
+        let start = rollout.start(
+            0,
+            Cause::Automatic,
+            "controller",
+            "controller created".into(),
+        );
         Ok(Self {
             rollout,
             history: vec![start],
@@ -108,7 +113,11 @@ impl Controller {
             reason: "OFF: breaker open; waiting for an operator to retry".into(),
             action: crate::engine::Action::Maintain,
             at,
-            ..self.history.last().cloned().expect("history starts with START")
+            ..self
+                .history
+                .last()
+                .cloned()
+                .expect("history starts with START")
         });
         if decision.is_published() {
             self.history.push(decision.clone());

@@ -15,6 +15,8 @@
 //! - [`codec`]: Avro (single-object and Confluent framing) and JSON encodings of the records
 //!   in `schemas/*.avsc`, with typed decode errors.
 //! - [`kafka`]: the shell around the engine: topic admin, consumer/producer loops, restore.
+//! - [`sim`]: seeded traffic scenarios (the seed's two, and custom ones) for tests, benches,
+//!   `simulate` and `demo`.
 //! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin).
 #![warn(missing_docs)]
 
@@ -23,3 +25,4 @@ pub mod codec;
 pub mod controller;
 pub mod engine;
 pub mod kafka;
+pub mod sim;

@@ -1,7 +1,10 @@
 //! The engine: every rollout of one processor, fed events and commands, returning decisions.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+// FxHash: rollout ids are not attacker-chosen keys of an exposed service, and the lookup is on
+// the per-event hot path (SipHash was 10 % of the engine's instructions).
+use rustc_hash::FxHashMap as HashMap;
 
 use super::command::{Command, CommandError, CommandKind};
 use super::decision::{Cause, Decision};
@@ -68,7 +71,7 @@ impl Engine {
         Self {
             default_policy: Arc::new(default_policy),
             options,
-            rollouts: HashMap::new(),
+            rollouts: HashMap::default(),
             counters: EngineCounters::default(),
         }
     }
@@ -119,7 +122,8 @@ impl Engine {
         let result = match self.rollouts.get_mut(cmd.rollout_id.as_str()) {
             Some(r) => r.apply_command(cmd),
             None if cmd.kind == CommandKind::Start => {
-                let mut r = Rollout::new(cmd.rollout_id.clone(), self.default_policy.clone(), false);
+                let mut r =
+                    Rollout::new(cmd.rollout_id.clone(), self.default_policy.clone(), false);
                 let d = r.apply_command(cmd);
                 if d.is_ok() {
                     self.rollouts.insert(cmd.rollout_id.clone(), r);

@@ -202,10 +202,7 @@ impl Policy {
         if matches!(self.initial_phase, Phase::Off | Phase::Full) {
             return Err(PolicyError::new(
                 "initial_phase",
-                format!(
-                    "must be PROBE, SMALL or MEDIUM, got {}",
-                    self.initial_phase
-                ),
+                format!("must be PROBE, SMALL or MEDIUM, got {}", self.initial_phase),
             ));
         }
         if self.min_samples_per_phase == 0 || self.min_samples_per_phase > 1_000_000 {
@@ -240,7 +237,10 @@ impl Policy {
         if self.allowed_lateness_ms > w {
             return Err(PolicyError::new(
                 "allowed_lateness_ms",
-                format!("must be in [0, monitoring_window_ms = {w}], got {}", self.allowed_lateness_ms),
+                format!(
+                    "must be in [0, monitoring_window_ms = {w}], got {}",
+                    self.allowed_lateness_ms
+                ),
             ));
         }
         let (rb, slo, adv) = (
@@ -270,13 +270,19 @@ impl Policy {
         if s.small <= s.probe {
             return Err(PolicyError::new(
                 "schedule.small",
-                format!("must be in (schedule.probe = {}, 100), got {}", s.probe, s.small),
+                format!(
+                    "must be in (schedule.probe = {}, 100), got {}",
+                    s.probe, s.small
+                ),
             ));
         }
         if s.medium <= s.small || s.medium >= TrafficPercent::FULL {
             return Err(PolicyError::new(
                 "schedule.medium",
-                format!("must be in (schedule.small = {}, 100), got {}", s.small, s.medium),
+                format!(
+                    "must be in (schedule.small = {}, 100), got {}",
+                    s.small, s.medium
+                ),
             ));
         }
         Ok(())
@@ -284,7 +290,8 @@ impl Policy {
 
     /// Parses and validates a policy from TOML.
     pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
-        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::new("policy", e.to_string()))?;
+        let policy: Policy =
+            toml::from_str(text).map_err(|e| PolicyError::new("policy", e.to_string()))?;
         policy.validate()?;
         Ok(policy)
     }

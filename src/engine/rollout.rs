@@ -40,6 +40,9 @@ pub struct Rollout {
     baseline_version: Option<String>,
     max_event_time: EventTime,
     closed_until: EventTime,
+    /// Start of the earliest bucket at or after `closed_until` holding data, if any (a cache
+    /// so the per-event watermark check is one comparison).
+    next_open: Option<EventTime>,
     late_events: u64,
     baseline: VariantWindow,
     candidate: VariantWindow,
@@ -70,6 +73,7 @@ impl Rollout {
             baseline_version: None,
             max_event_time: EventTime::MIN,
             closed_until: EventTime::MIN,
+            next_open: None,
             late_events: 0,
             baseline: VariantWindow::default(),
             candidate: VariantWindow::default(),
@@ -127,6 +131,7 @@ impl Rollout {
             return false;
         }
         let start = bucket_start(at, self.width());
+        self.next_open = Some(self.next_open.map_or(start, |n| n.min(start)));
         match variant {
             Variant::Baseline => self.baseline.record(start, success, latency),
             Variant::Candidate => self.candidate.record(start, success, latency),
@@ -135,20 +140,36 @@ impl Rollout {
         true
     }
 
-    /// The metrics of the current phase over the rolling window ending at `end`.
+    /// The metrics of the current phase over the rolling window ending at `end`, quantiles
+    /// included.
     pub fn snapshot(&self, end: EventTime) -> MetricsSnapshot {
-        let window_start = (end - self.policy.monitoring_window_ms as i64).max(self.phase_started_at);
+        self.snapshot_with(end, true)
+    }
+
+    fn snapshot_with(&self, end: EventTime, quantiles: bool) -> MetricsSnapshot {
+        let window_start =
+            (end - self.policy.monitoring_window_ms as i64).max(self.phase_started_at);
+        let metrics = |w: &VariantWindow| {
+            if quantiles {
+                w.aggregate(window_start, end).metrics()
+            } else {
+                w.aggregate_counts(window_start, end)
+            }
+        };
         MetricsSnapshot {
             window_start,
             window_end: end,
-            baseline: self.baseline.aggregate(window_start, end).metrics(),
-            candidate: self.candidate.aggregate(window_start, end).metrics(),
+            baseline: metrics(&self.baseline),
+            candidate: metrics(&self.candidate),
         }
     }
 
     /// Judges the window ending at `end` and applies the verdict. Returns `None` at OFF.
+    /// MAINTAIN decisions from here carry counts and means but no quantiles (merging sketches at
+    /// every tick of every rollout is the engine's most expensive step, and MAINTAIN is never
+    /// published); published decisions always carry quantiles.
     pub fn evaluate(&mut self, end: EventTime) -> Option<Decision> {
-        self.evaluate_window(end, end)
+        self.evaluate_window(end, end, false)
     }
 
     /// Embedded use (no watermark): judges the window that includes the bucket holding `at`,
@@ -156,36 +177,60 @@ impl Rollout {
     pub fn evaluate_now(&mut self, at: EventTime) -> Option<Decision> {
         let width = self.width() as i64;
         let end = bucket_start(at, self.width()) + width;
-        let d = self.evaluate_window(end, at);
+        let d = self.evaluate_window(end, at, true);
         let cutoff = end - self.policy.monitoring_window_ms as i64;
         self.baseline.evict_before(cutoff);
         self.candidate.evict_before(cutoff);
         d
     }
 
-    fn evaluate_window(&mut self, end: EventTime, at: EventTime) -> Option<Decision> {
+    fn evaluate_window(
+        &mut self,
+        end: EventTime,
+        at: EventTime,
+        quantiles: bool,
+    ) -> Option<Decision> {
         if self.phase == Phase::Off {
             return None;
         }
-        let metrics = self.snapshot(end);
+        let mut metrics = self.snapshot_with(end, quantiles);
         if self.paused {
             return Some(self.decision(
                 Action::Maintain,
                 self.phase,
-                format!("{}: paused by operator; automatic decisions frozen", self.phase),
+                format!(
+                    "{}: paused by operator; automatic decisions frozen",
+                    self.phase
+                ),
                 metrics,
                 at,
                 Cause::Automatic,
                 WATCHDOG,
             ));
         }
-        let verdict = watchdog::judge(&self.policy, self.phase, &metrics.candidate, &metrics.baseline);
+        let verdict = watchdog::judge(
+            &self.policy,
+            self.phase,
+            &metrics.candidate,
+            &metrics.baseline,
+        );
         let to = match verdict.action {
             Action::Advance => self.phase.next().unwrap_or(self.phase),
             Action::Rollback => Phase::Off,
             _ => self.phase,
         };
-        Some(self.transition(verdict.action, to, verdict.reason, metrics, at, Cause::Automatic, WATCHDOG))
+        if !quantiles && verdict.action != Action::Maintain {
+            metrics = self.snapshot_with(end, true);
+        }
+        Some(self.transition(
+            verdict.action,
+            to,
+            verdict.reason,
+            metrics,
+            at,
+            Cause::Automatic,
+            WATCHDOG,
+        ))
     }
 
     /// Closes every bucket the watermark (newest event time minus the allowed lateness) has
@@ -195,20 +240,20 @@ impl Rollout {
         let watermark = self
             .max_event_time
             .saturating_sub(self.policy.allowed_lateness_ms as i64);
-        loop {
-            let next = match (
-                self.baseline.first_start_from(self.closed_until),
-                self.candidate.first_start_from(self.closed_until),
-            ) {
-                (Some(a), Some(b)) => a.min(b),
-                (Some(a), None) | (None, Some(a)) => a,
-                (None, None) => return,
-            };
+        while let Some(next) = self.next_open {
             let end = next + width;
             if end > watermark {
                 return;
             }
             self.closed_until = end;
+            self.next_open = match (
+                self.baseline.first_start_from(end),
+                self.candidate.first_start_from(end),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (Some(a), None) | (None, Some(a)) => Some(a),
+                (None, None) => None,
+            };
             if let Some(d) = self.evaluate(end) {
                 out.push(d);
             }
@@ -226,13 +271,7 @@ impl Rollout {
     }
 
     /// Starts the rollout at its initial phase (automatic: on its first event).
-    pub fn start(
-        &mut self,
-        at: EventTime,
-        cause: Cause,
-        actor: &str,
-        reason: String,
-    ) -> Decision {
+    pub fn start(&mut self, at: EventTime, cause: Cause, actor: &str, reason: String) -> Decision {
         let to = self.policy.initial_phase;
         let metrics = MetricsSnapshot {
             window_start: at,
@@ -278,7 +317,11 @@ impl Rollout {
                         self.baseline_version.clone_from(&cmd.baseline_version);
                     }
                 }
-                let what = if cmd.kind == CommandKind::Start { "started" } else { "retried" };
+                let what = if cmd.kind == CommandKind::Start {
+                    "started"
+                } else {
+                    "retried"
+                };
                 let mut d = self.start(at, Cause::Operator, &cmd.actor, reason(what));
                 d.metrics = metrics;
                 d
@@ -289,20 +332,48 @@ impl Rollout {
                     return Err(refuse(self));
                 }
                 self.paused = pause;
-                let (action, what) = if pause { (Action::Pause, "paused") } else { (Action::Resume, "resumed") };
-                self.transition(action, self.phase, reason(what), metrics, at, Cause::Operator, &cmd.actor)
+                let (action, what) = if pause {
+                    (Action::Pause, "paused")
+                } else {
+                    (Action::Resume, "resumed")
+                };
+                self.transition(
+                    action,
+                    self.phase,
+                    reason(what),
+                    metrics,
+                    at,
+                    Cause::Operator,
+                    &cmd.actor,
+                )
             }
             CommandKind::Promote => {
                 let Some(next) = self.phase.next() else {
                     return Err(refuse(self));
                 };
-                self.transition(Action::Advance, next, reason("promoted"), metrics, at, Cause::Operator, &cmd.actor)
+                self.transition(
+                    Action::Advance,
+                    next,
+                    reason("promoted"),
+                    metrics,
+                    at,
+                    Cause::Operator,
+                    &cmd.actor,
+                )
             }
             CommandKind::Abort => {
                 if self.phase == Phase::Off {
                     return Err(refuse(self));
                 }
-                self.transition(Action::Rollback, Phase::Off, reason("aborted"), metrics, at, Cause::Operator, &cmd.actor)
+                self.transition(
+                    Action::Rollback,
+                    Phase::Off,
+                    reason("aborted"),
+                    metrics,
+                    at,
+                    Cause::Operator,
+                    &cmd.actor,
+                )
             }
         };
         Ok(d)
@@ -321,6 +392,12 @@ impl Rollout {
         self.sequence = d.sequence;
         self.phase_started_at = ceil_to_bucket(d.at, self.width());
         self.closed_until = self.closed_until.max(self.phase_started_at);
+        self.next_open = self
+            .baseline
+            .first_start_from(self.closed_until)
+            .into_iter()
+            .chain(self.candidate.first_start_from(self.closed_until))
+            .min();
         self.candidate_version.clone_from(&d.candidate_version);
         self.baseline_version.clone_from(&d.baseline_version);
     }
@@ -345,11 +422,12 @@ impl Rollout {
             // Samples count per phase: only buckets that start at or after the change are
             // judged in the new phase (automatic changes happen on bucket boundaries; operator
             // ones round up to the next boundary). The first START keeps the bucket it began in.
-            self.phase_started_at = if action == Action::Start && from == Phase::Off && cause == Cause::Automatic {
-                bucket_start(at, self.width())
-            } else {
-                ceil_to_bucket(at, self.width())
-            };
+            self.phase_started_at =
+                if action == Action::Start && from == Phase::Off && cause == Cause::Automatic {
+                    bucket_start(at, self.width())
+                } else {
+                    ceil_to_bucket(at, self.width())
+                };
         }
         self.decision(action, from, reason, metrics, at, cause, actor)
     }

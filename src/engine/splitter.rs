@@ -53,9 +53,16 @@ mod tests {
         };
         assert_eq!(h(""), 0);
         assert_eq!(h("hello"), 0x248b_fa47);
-        assert_eq!(h("The quick brown fox jumps over the lazy dog"), 0x2e4f_f723);
+        assert_eq!(
+            h("The quick brown fox jumps over the lazy dog"),
+            0x2e4f_f723
+        );
         // Hashing the parts one after another equals hashing the joined string.
-        for (r, k) in [("checkout", "user-1"), ("a", ""), ("rollout-with-a-longer-id", "k3y")] {
+        for (r, k) in [
+            ("checkout", "user-1"),
+            ("a", ""),
+            ("rollout-with-a-longer-id", "k3y"),
+        ] {
             assert_eq!(hash(r, k), h(&format!("{r}:{k}")));
         }
     }

@@ -18,8 +18,8 @@ pub struct Verdict {
 
 fn quote(m: &VariantMetrics) -> String {
     format!(
-        "completion {:.3}, mean latency {:.1} ms, p95 {:.1} ms over {} samples",
-        m.completion_rate, m.mean_latency_ms, m.p95_latency_ms, m.samples
+        "completion {:.3}, mean latency {:.1} ms over {} samples",
+        m.completion_rate, m.mean_latency_ms, m.samples
     )
 }
 
@@ -100,7 +100,11 @@ pub fn judge(
         }
         return verdict(
             Action::Maintain,
-            format!("{phase}: candidate healthy, nothing above ({}; {})", quote(candidate), context()),
+            format!(
+                "{phase}: candidate healthy, nothing above ({}; {})",
+                quote(candidate),
+                context()
+            ),
         );
     }
     verdict(
@@ -132,7 +136,13 @@ mod tests {
     }
 
     fn action(samples: u64, rate: f64, latency: f64, phase: Phase) -> Action {
-        judge(&Policy::default(), phase, &metrics(samples, rate, latency), &VariantMetrics::default()).action
+        judge(
+            &Policy::default(),
+            phase,
+            &metrics(samples, rate, latency),
+            &VariantMetrics::default(),
+        )
+        .action
     }
 
     #[test]
@@ -141,23 +151,57 @@ mod tests {
         use Phase::*;
         assert_eq!(action(9, 0.0, 9000.0, Probe), Maintain, "too few samples");
         assert_eq!(action(10, 1.0, 1200.0, Probe), Advance);
-        assert_eq!(action(10, 0.95, 2000.0, Small), Advance, "boundaries inclusive");
+        assert_eq!(
+            action(10, 0.95, 2000.0, Small),
+            Advance,
+            "boundaries inclusive"
+        );
         assert_eq!(action(10, 0.98, 2000.1, Small), Rollback, "latency breach");
-        assert_eq!(action(10, 0.79, 100.0, Small), Rollback, "below rollback threshold");
-        assert_eq!(action(10, 0.80, 100.0, Small), Maintain, "rollback comparison is strict");
+        assert_eq!(
+            action(10, 0.79, 100.0, Small),
+            Rollback,
+            "below rollback threshold"
+        );
+        assert_eq!(
+            action(10, 0.80, 100.0, Small),
+            Maintain,
+            "rollback comparison is strict"
+        );
         assert_eq!(action(10, 0.84, 100.0, Small), Maintain, "below SLO: held");
-        assert_eq!(action(10, 0.90, 100.0, Small), Maintain, "healthy, not convincing");
+        assert_eq!(
+            action(10, 0.90, 100.0, Small),
+            Maintain,
+            "healthy, not convincing"
+        );
         assert_eq!(action(10, 1.0, 100.0, Full), Maintain, "nothing above FULL");
         assert_eq!(action(40, 0.80, 2500.0, Small), Rollback, "seed scenario 2");
     }
 
     #[test]
     fn reasons_quote_numbers_and_thresholds() {
-        let v = judge(&Policy::default(), Phase::Small, &metrics(40, 0.8, 2500.0), &metrics(100, 0.99, 1000.0));
+        let v = judge(
+            &Policy::default(),
+            Phase::Small,
+            &metrics(40, 0.8, 2500.0),
+            &metrics(100, 0.99, 1000.0),
+        );
         assert!(v.reason.contains("2500.0 ms > max 2000 ms"), "{}", v.reason);
         assert!(v.reason.contains("completion 0.800"), "{}", v.reason);
-        assert!(v.reason.contains("baseline: completion 0.990"), "{}", v.reason);
-        let v = judge(&Policy::default(), Phase::Probe, &metrics(3, 1.0, 10.0), &VariantMetrics::default());
-        assert!(v.reason.contains("3 candidate samples") && v.reason.contains("10 needed"), "{}", v.reason);
+        assert!(
+            v.reason.contains("baseline: completion 0.990"),
+            "{}",
+            v.reason
+        );
+        let v = judge(
+            &Policy::default(),
+            Phase::Probe,
+            &metrics(3, 1.0, 10.0),
+            &VariantMetrics::default(),
+        );
+        assert!(
+            v.reason.contains("3 candidate samples") && v.reason.contains("10 needed"),
+            "{}",
+            v.reason
+        );
     }
 }

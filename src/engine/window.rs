@@ -151,6 +151,34 @@ impl VariantWindow {
         total
     }
 
+    /// Counts and mean of the buckets whose start lies in `[from, to)`, without merging
+    /// sketches (quantiles are left at 0). Cheap enough to run at every evaluation.
+    pub fn aggregate_counts(&self, from: EventTime, to: EventTime) -> VariantMetrics {
+        let (mut samples, mut successes, mut sum) = (0u64, 0u64, 0u64);
+        if from < to {
+            for b in self.buckets.range(from..to).map(|(_, b)| b) {
+                samples += b.samples;
+                successes += b.successes;
+                sum = sum.saturating_add(b.latency_sum_us);
+            }
+        }
+        let (rate, mean) = if samples == 0 {
+            (0.0, 0.0)
+        } else {
+            (
+                successes as f64 / samples as f64,
+                sum as f64 / samples as f64 / 1000.0,
+            )
+        };
+        VariantMetrics {
+            samples,
+            successes,
+            completion_rate: rate,
+            mean_latency_ms: mean,
+            ..VariantMetrics::default()
+        }
+    }
+
     /// Drops every bucket that starts before `cutoff`.
     pub fn evict_before(&mut self, cutoff: EventTime) {
         while let Some(entry) = self.buckets.first_entry() {
