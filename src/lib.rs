@@ -14,6 +14,7 @@
 //!   persistence, for use without Kafka.
 //! - [`codec`]: Avro (single-object and Confluent framing) and JSON encodings of the records
 //!   in `schemas/*.avsc`, with typed decode errors.
+//! - [`config`]: the processor's configuration (TOML, env, flags) and its validation.
 //! - [`kafka`]: the shell around the engine: topic admin, consumer/producer loops, restore.
 //! - [`sim`]: seeded traffic scenarios (the seed's two, and custom ones) for tests, benches,
 //!   `simulate` and `demo`.
@@ -22,6 +23,7 @@
 
 pub mod cli;
 pub mod codec;
+pub mod config;
 pub mod controller;
 pub mod engine;
 pub mod kafka;

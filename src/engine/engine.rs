@@ -117,6 +117,19 @@ impl Engine {
         self.rollouts.insert(event.rollout_id.clone(), r);
     }
 
+    /// Rebuilds a restored rollout's windows from an event processed before the restart,
+    /// judging nothing. Events of rollouts that were not restored are ignored. Returns whether
+    /// the event belonged to a restored rollout.
+    pub fn replay_event(&mut self, event: &ExecutionEvent) -> bool {
+        match self.rollouts.get_mut(event.rollout_id.as_str()) {
+            Some(r) => {
+                r.replay_event(event);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Applies one command. Only START creates a rollout.
     pub fn apply_command(&mut self, cmd: &Command) -> Result<Decision, CommandError> {
         let result = match self.rollouts.get_mut(cmd.rollout_id.as_str()) {

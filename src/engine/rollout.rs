@@ -236,6 +236,18 @@ impl Rollout {
     /// Closes every bucket the watermark (newest event time minus the allowed lateness) has
     /// passed, evaluating at the end of each one that holds data.
     pub fn close_buckets(&mut self, out: &mut Vec<Decision>) {
+        self.close(Some(out));
+    }
+
+    /// Closes buckets like [`Rollout::close_buckets`] but judges nothing: used when windows are
+    /// rebuilt from already-processed events after a restore. Skipping the verdicts is exact,
+    /// not an approximation: the restored decision is the rollout's last phase change, so no
+    /// closure in the replayed range changed its state, and a MAINTAIN changes nothing.
+    pub fn close_buckets_silently(&mut self) {
+        self.close(None);
+    }
+
+    fn close(&mut self, mut out: Option<&mut Vec<Decision>>) {
         let width = self.width() as i64;
         let watermark = self
             .max_event_time
@@ -254,8 +266,10 @@ impl Rollout {
                 (Some(a), None) | (None, Some(a)) => Some(a),
                 (None, None) => None,
             };
-            if let Some(d) = self.evaluate(end) {
-                out.push(d);
+            if let Some(out) = out.as_deref_mut() {
+                if let Some(d) = self.evaluate(end) {
+                    out.push(d);
+                }
             }
             let cutoff = end - self.policy.monitoring_window_ms as i64;
             self.baseline.evict_before(cutoff);
@@ -267,6 +281,14 @@ impl Rollout {
     pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
         if self.record(event.variant, event.success, event.latency, event.timestamp) {
             self.close_buckets(out);
+        }
+    }
+
+    /// Rebuilds windows from an already-processed event (see
+    /// [`Rollout::close_buckets_silently`]).
+    pub fn replay_event(&mut self, event: &ExecutionEvent) {
+        if self.record(event.variant, event.success, event.latency, event.timestamp) {
+            self.close_buckets_silently();
         }
     }
 

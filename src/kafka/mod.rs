@@ -1,0 +1,4 @@
+//! The Kafka shell: everything that talks to the brokers (consumer, producer, rebalance
+//! context, topic admin, state restore). The rollout engine never sees rdkafka types.
+
+pub mod admin;
