@@ -16,6 +16,7 @@
 //!   in `schemas/*.avsc`, with typed decode errors.
 //! - [`config`]: the processor's configuration (TOML, env, flags) and its validation.
 //! - [`kafka`]: the shell around the engine: topic admin, consumer/producer loops, restore.
+//! - [`observe`]: metric names, log-and-count events, health, `/metrics` `/healthz` `/readyz`.
 //! - [`sim`]: seeded traffic scenarios (the seed's two, and custom ones) for tests, benches,
 //!   `simulate` and `demo`.
 //! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin).
@@ -27,4 +28,5 @@ pub mod config;
 pub mod controller;
 pub mod engine;
 pub mod kafka;
+pub mod observe;
 pub mod sim;

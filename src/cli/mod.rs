@@ -1,6 +1,12 @@
-//! Command-line interface of the `rollout-breaker` binary.
+//! Command-line interface of the `rollout-breaker` binary. Flags override the config file;
+//! every flag can also be given as a `ROLLOUT_BREAKER_*` environment variable.
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, LogFormat};
 
 /// Metric-driven circuit breaker for progressive rollouts of AI agents, on Apache Kafka.
 #[derive(Debug, Parser)]
@@ -14,11 +20,84 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the processor: consume events and commands, publish decisions.
+    Run(RunArgs),
     /// Check a policy file (TOML or JSON) and print it with every default filled in.
     CheckPolicy {
         /// Path to the policy file.
-        path: std::path::PathBuf,
+        path: PathBuf,
     },
-    /// Run the seed's scenarios in-process and print the decisions.
+    /// Check a processor config file and print it with every default filled in.
+    CheckConfig {
+        /// Path to the config file.
+        path: PathBuf,
+    },
+    /// Play the seed's two scenarios end to end and print what happened.
     Demo,
+}
+
+/// `run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file (TOML). Without it, defaults apply.
+    #[arg(long, env = "ROLLOUT_BREAKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Overrides `kafka.bootstrap_servers`.
+    #[arg(long, env = "ROLLOUT_BREAKER_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: Option<String>,
+    /// Overrides `kafka.group_id`.
+    #[arg(long, env = "ROLLOUT_BREAKER_GROUP_ID")]
+    pub group_id: Option<String>,
+    /// Overrides `kafka.instance_id` (stable per instance).
+    #[arg(long, env = "ROLLOUT_BREAKER_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Overrides `http.listen`; `off` disables the listener.
+    #[arg(long, env = "ROLLOUT_BREAKER_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Overrides `log_format` (`text` or `json`).
+    #[arg(long, env = "ROLLOUT_BREAKER_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+impl RunArgs {
+    /// The config file (or defaults) with the flags applied, validated.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.bootstrap_servers {
+            config.kafka.bootstrap_servers.clone_from(v);
+        }
+        if let Some(v) = &self.group_id {
+            config.kafka.group_id.clone_from(v);
+        }
+        if let Some(v) = &self.instance_id {
+            config.kafka.instance_id.clone_from(v);
+        }
+        if let Some(v) = &self.http_listen {
+            config.http.listen = if v == "off" {
+                None
+            } else {
+                Some(v.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+                    field: "http.listen",
+                    message: format!("must be host:port or `off`, got `{v}`: {e}"),
+                })?)
+            };
+        }
+        if let Some(v) = &self.log_format {
+            config.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        field: "log_format",
+                        message: format!("must be `text` or `json`, got `{v}`"),
+                    })
+                }
+            };
+        }
+        config.validate()?;
+        Ok(config)
+    }
 }

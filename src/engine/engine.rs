@@ -54,6 +54,8 @@ pub struct EngineCounters {
     pub unknown_rollout_events: u64,
     /// Commands refused (see [`CommandError`]).
     pub refused_commands: u64,
+    /// Events that arrived after their window had closed (counted, not aggregated).
+    pub late_events: u64,
 }
 
 /// All rollouts of one processor (or of the partitions it owns). Pure: no IO, no clock.
@@ -95,7 +97,9 @@ impl Engine {
     /// Applies one event, appending decisions to `out` (no allocation when nothing is decided).
     pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
         if let Some(r) = self.rollouts.get_mut(event.rollout_id.as_str()) {
+            let late = r.late_events();
             r.apply_event(event, out);
+            self.counters.late_events += r.late_events() - late;
             return;
         }
         if !self.options.auto_start {

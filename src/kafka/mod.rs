@@ -2,3 +2,6 @@
 //! context, topic admin, state restore). The rollout engine never sees rdkafka types.
 
 pub mod admin;
+pub mod client;
+pub mod processor;
+pub mod restore;

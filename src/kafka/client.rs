@@ -1,0 +1,48 @@
+//! librdkafka client settings shared by the processor's consumers and producers.
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Base settings: bootstrap servers, then every pass-through option from the config (so a
+/// deployment can add SASL/SSL or tune anything), then `overrides`, which the processor needs
+/// for correctness and which therefore win.
+pub fn client_config(kafka: &KafkaConfig, overrides: &[(&str, &str)]) -> ClientConfig {
+    client_config_with_defaults(kafka, &[], overrides)
+}
+
+/// Like [`client_config`], with `defaults` that the config's options may override.
+pub fn client_config_with_defaults(
+    kafka: &KafkaConfig,
+    defaults: &[(&str, &str)],
+    overrides: &[(&str, &str)],
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.bootstrap_servers);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
+    for (k, v) in &kafka.options {
+        c.set(k, v);
+    }
+    for (k, v) in overrides {
+        c.set(*k, *v);
+    }
+    c
+}
+
+/// Consumer settings for reading a topic as committed data without joining a group
+/// (restores and followers assign partitions themselves).
+pub fn reader_config(kafka: &KafkaConfig, group_id: &str) -> ClientConfig {
+    client_config(
+        kafka,
+        &[
+            ("group.id", group_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ],
+    )
+}

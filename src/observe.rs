@@ -1,0 +1,207 @@
+//! Observability: metric names, notable events (one small struct each with an `emit()` that
+//! logs and counts, as Vector's `internal_events`), process health, and the HTTP endpoints
+//! `/metrics` (Prometheus), `/healthz` and `/readyz`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::{info, warn};
+
+use crate::engine::{Action, Decision};
+
+/// Input records read, by topic kind (`events`, `commands`).
+pub const RECORDS_IN: &str = "rollout_breaker_records_in_total";
+/// Decisions published, by action.
+pub const DECISIONS: &str = "rollout_breaker_decisions_total";
+/// Dead-lettered records, by reason.
+pub const DEAD_LETTERS: &str = "rollout_breaker_dead_letters_total";
+/// Events that arrived after their window closed.
+pub const LATE_EVENTS: &str = "rollout_breaker_late_events_total";
+/// Consumer lag per partition (from librdkafka statistics).
+pub const CONSUMER_LAG: &str = "rollout_breaker_consumer_lag";
+/// Partitions assigned / restored.
+pub const PARTITIONS_ASSIGNED: &str = "rollout_breaker_partitions_assigned";
+/// Partitions restored and consuming.
+pub const PARTITIONS_RESTORED: &str = "rollout_breaker_partitions_restored";
+/// Decision records read during restores.
+pub const RESTORE_DECISIONS: &str = "rollout_breaker_restore_decisions_read_total";
+/// Events re-read during restores.
+pub const RESTORE_EVENTS: &str = "rollout_breaker_restore_events_replayed_total";
+/// Transactions committed.
+pub const TRANSACTIONS: &str = "rollout_breaker_transactions_total";
+/// Rollouts held in memory.
+pub const ROLLOUTS: &str = "rollout_breaker_rollouts";
+
+/// A decision was published.
+pub struct DecisionPublished<'a>(pub &'a Decision, pub i32);
+
+impl DecisionPublished<'_> {
+    /// Logs and counts.
+    pub fn emit(&self) {
+        let d = self.0;
+        counter!(DECISIONS, "action" => d.action.name()).increment(1);
+        let msg = match d.action {
+            Action::Rollback => "Rolled back rollout.",
+            Action::Advance => "Advanced rollout.",
+            Action::Start => "Started rollout.",
+            Action::Pause => "Paused rollout.",
+            Action::Resume => "Resumed rollout.",
+            Action::Maintain => "Maintained rollout.",
+        };
+        if d.action == Action::Rollback {
+            warn!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
+        } else {
+            info!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
+        }
+    }
+}
+
+/// A record went to the dead-letter topic.
+pub struct DeadLettered<'a> {
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Stable reason label.
+    pub reason: &'static str,
+    /// Full error text.
+    pub error: &'a str,
+}
+
+impl DeadLettered<'_> {
+    /// Logs (the first of each reason at warn, the rest at debug) and counts.
+    pub fn emit(&self) {
+        counter!(DEAD_LETTERS, "reason" => self.reason).increment(1);
+        tracing::debug!(topic = self.topic, partition = self.partition, offset = self.offset, reason = self.reason, error = self.error, "Dead-lettered record.");
+    }
+}
+
+/// Liveness and readiness of the processor, shared with the HTTP endpoints.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    last_poll_ms: AtomicU64,
+    assigned: AtomicUsize,
+    restored: AtomicUsize,
+    running: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            last_poll_ms: AtomicU64::new(0),
+            assigned: AtomicUsize::new(0),
+            restored: AtomicUsize::new(0),
+            running: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Health {
+    /// The consumer polled just now.
+    pub fn polled(&self) {
+        self.last_poll_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    /// Sets assignment counts.
+    pub fn set_partitions(&self, assigned: usize, restored: usize) {
+        self.assigned.store(assigned, Ordering::Relaxed);
+        self.restored.store(restored, Ordering::Relaxed);
+        gauge!(PARTITIONS_ASSIGNED).set(assigned as f64);
+        gauge!(PARTITIONS_RESTORED).set(restored as f64);
+    }
+    /// Marks the processing loop as running (or stopped).
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::Relaxed);
+    }
+    /// Alive: the loop runs and polled within `max_gap`.
+    pub fn is_alive(&self, max_gap: Duration) -> bool {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.running.load(Ordering::Relaxed)
+            && now.saturating_sub(self.last_poll_ms.load(Ordering::Relaxed)) <= max_gap.as_millis() as u64
+    }
+    /// Ready: alive, and every assigned partition restored.
+    pub fn is_ready(&self, max_gap: Duration) -> bool {
+        self.is_alive(max_gap)
+            && self.restored.load(Ordering::Relaxed) == self.assigned.load(Ordering::Relaxed)
+    }
+    /// (assigned, restored) partitions.
+    pub fn partitions(&self) -> (usize, usize) {
+        (self.assigned.load(Ordering::Relaxed), self.restored.load(Ordering::Relaxed))
+    }
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed (e.g. by an embedding application);
+        // then our metrics go there and this handle renders nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+#[derive(Clone)]
+struct HttpState {
+    health: Arc<Health>,
+    max_gap: Duration,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` completes.
+pub async fn serve_http(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    max_gap: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let handle = prometheus();
+    let app = Router::new()
+        .route("/metrics", get(move || async move { handle.render() }))
+        .route(
+            "/healthz",
+            get(|State(s): State<HttpState>| async move {
+                if s.health.is_alive(s.max_gap) {
+                    (StatusCode::OK, "alive\n".to_owned())
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not polling\n".to_owned())
+                }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(|State(s): State<HttpState>| async move {
+                let (assigned, restored) = s.health.partitions();
+                let body = format!("partitions assigned {assigned}, restored {restored}\n");
+                if s.health.is_ready(s.max_gap) {
+                    (StatusCode::OK, body)
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, body)
+                }
+            }),
+        )
+        .with_state(HttpState { health, max_gap });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    info!(%local, "HTTP listener for /metrics, /healthz, /readyz.");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            warn!(error = %e, "HTTP listener failed.");
+        }
+    });
+    Ok(local)
+}

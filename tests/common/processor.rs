@@ -1,0 +1,137 @@
+//! Helpers for processor tests: configs with fresh topics, producing events, reading the
+//! decisions topic as a read_committed consumer.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use rollout_breaker::codec::{self, Encoding};
+use rollout_breaker::config::Config;
+use rollout_breaker::engine::{
+    Command, Decision, Engine, EngineOptions, ExecutionEvent, Phase, Policy, TrafficPercent,
+};
+use rollout_breaker::sim::{Scenario, TrafficGen};
+
+use super::{consumer_config, producer_config, unique_name};
+
+/// A processor config on fresh topics with `partitions` partitions, HTTP off, short batches.
+pub fn config(bootstrap: &str, partitions: i32) -> Config {
+    let mut c = Config::default();
+    let prefix = unique_name("rb");
+    c.kafka.bootstrap_servers = bootstrap.to_owned();
+    c.kafka.group_id = format!("{prefix}-group");
+    c.kafka.instance_id = "i1".into();
+    c.kafka.options.insert("session.timeout.ms".into(), "6000".into());
+    c.kafka.options.insert("heartbeat.interval.ms".into(), "500".into());
+    c.topics.events = format!("{prefix}-events");
+    c.topics.decisions = format!("{prefix}-decisions");
+    c.topics.commands = format!("{prefix}-commands");
+    c.topics.dead_letter = format!("{prefix}-dlq");
+    c.topics.partitions = partitions;
+    c.http.listen = None;
+    c.processing.max_batch_ms = 20;
+    c
+}
+
+/// Events of a scenario generated in a closed loop against an in-memory engine (the router
+/// follows the engine's decisions), as agents would have produced them.
+pub fn scenario_events(scenario: Scenario, policy: &Policy) -> Vec<ExecutionEvent> {
+    let mut engine = Engine::new(policy.clone(), EngineOptions::default());
+    let mut gen = TrafficGen::new(scenario);
+    let (mut phase, mut traffic) = (Phase::Off, TrafficPercent::ZERO);
+    let mut events = Vec::new();
+    while let Some(ev) = gen.next_event(phase, traffic) {
+        for d in engine.apply(&ev).into_iter().filter(Decision::is_published) {
+            (phase, traffic) = (d.to, d.traffic);
+        }
+        events.push(ev);
+    }
+    events
+}
+
+/// What an uninterrupted in-memory engine publishes for `events` (per rollout, in order).
+pub fn expected_decisions(events: &[ExecutionEvent], policy: &Policy) -> BTreeMap<String, Vec<Decision>> {
+    let mut engine = Engine::new(policy.clone(), EngineOptions::default());
+    let mut out: BTreeMap<String, Vec<Decision>> = BTreeMap::new();
+    for e in events {
+        for d in engine.apply(e).into_iter().filter(Decision::is_published) {
+            out.entry(d.rollout_id.clone()).or_default().push(d);
+        }
+    }
+    out
+}
+
+/// A producer partitioning like Java clients (murmur2), as agents and operators should.
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    producer_config(bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces events keyed by rollout id with the event time as record timestamp.
+pub async fn produce_events(p: &FutureProducer, topic: &str, events: &[ExecutionEvent], enc: Encoding) {
+    let mut futures = Vec::with_capacity(events.len());
+    for e in events {
+        let payload = codec::encode_event(e, enc);
+        let record = FutureRecord::to(topic)
+            .key(e.rollout_id.as_bytes())
+            .payload(&payload)
+            .timestamp(e.timestamp);
+        futures.push(p.send_result(record).expect("enqueue"));
+        if futures.len() >= 10_000 {
+            for f in futures.drain(..) {
+                f.await.expect("delivery").expect("delivered");
+            }
+        }
+    }
+    for f in futures {
+        f.await.expect("delivery").expect("delivered");
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Produces a command keyed by rollout id.
+pub async fn produce_command(p: &FutureProducer, topic: &str, c: &Command) {
+    let payload = codec::encode_command(c, Encoding::Json);
+    p.send(FutureRecord::to(topic).key(c.rollout_id.as_bytes()).payload(&payload), Duration::from_secs(10))
+        .await
+        .expect("command delivered");
+}
+
+/// Reads the whole decisions topic (read_committed) until `done` says so or `timeout`.
+pub fn read_decisions(
+    bootstrap: &str,
+    config: &Config,
+    timeout: Duration,
+    mut done: impl FnMut(&BTreeMap<String, Vec<Decision>>) -> bool,
+) -> BTreeMap<String, Vec<Decision>> {
+    let consumer: BaseConsumer = consumer_config(bootstrap, &unique_name("reader"))
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..config.topics.partitions {
+        tpl.add_partition_offset(&config.topics.decisions, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out: BTreeMap<String, Vec<Decision>> = BTreeMap::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && !done(&out) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let d = codec::decode_decision(m.payload().unwrap(), config.topics.decisions_encoding)
+                .expect("decisions decode");
+            out.entry(d.rollout_id.clone()).or_default().push(d);
+        }
+    }
+    out
+}
+
+/// Total number of decisions.
+pub fn count(m: &BTreeMap<String, Vec<Decision>>) -> usize {
+    m.values().map(Vec::len).sum()
+}
