@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -307,7 +307,6 @@ impl Processor {
             }
         }
         let events_topic = self.config.topics.events.clone();
-        let commands_topic = self.config.topics.commands.clone();
         for (topic, p) in assigned {
             if topic != events_topic || self.partitions.contains_key(&p) {
                 continue;
@@ -332,7 +331,6 @@ impl Processor {
                 }
             };
             self.partitions.insert(p, state);
-            let _ = &commands_topic;
         }
         self.parked.retain(|p, _| !self.partitions.contains_key(p));
         let n = self.partitions.len();
@@ -503,8 +501,7 @@ impl Processor {
 impl Drop for Processor {
     fn drop(&mut self) {
         // Leave the group promptly so partitions move without waiting for the session timeout.
-        let _ = self.consumer.unsubscribe();
-        let _ = CommitMode::Sync;
+        self.consumer.unsubscribe();
     }
 }
 

@@ -24,8 +24,12 @@ pub fn config(bootstrap: &str, partitions: i32) -> Config {
     c.kafka.bootstrap_servers = bootstrap.to_owned();
     c.kafka.group_id = format!("{prefix}-group");
     c.kafka.instance_id = "i1".into();
-    c.kafka.options.insert("session.timeout.ms".into(), "6000".into());
-    c.kafka.options.insert("heartbeat.interval.ms".into(), "500".into());
+    c.kafka
+        .options
+        .insert("session.timeout.ms".into(), "6000".into());
+    c.kafka
+        .options
+        .insert("heartbeat.interval.ms".into(), "500".into());
     c.topics.events = format!("{prefix}-events");
     c.topics.decisions = format!("{prefix}-decisions");
     c.topics.commands = format!("{prefix}-commands");
@@ -53,7 +57,10 @@ pub fn scenario_events(scenario: Scenario, policy: &Policy) -> Vec<ExecutionEven
 }
 
 /// What an uninterrupted in-memory engine publishes for `events` (per rollout, in order).
-pub fn expected_decisions(events: &[ExecutionEvent], policy: &Policy) -> BTreeMap<String, Vec<Decision>> {
+pub fn expected_decisions(
+    events: &[ExecutionEvent],
+    policy: &Policy,
+) -> BTreeMap<String, Vec<Decision>> {
     let mut engine = Engine::new(policy.clone(), EngineOptions::default());
     let mut out: BTreeMap<String, Vec<Decision>> = BTreeMap::new();
     for e in events {
@@ -74,7 +81,12 @@ pub fn producer(bootstrap: &str) -> FutureProducer {
 }
 
 /// Produces events keyed by rollout id with the event time as record timestamp.
-pub async fn produce_events(p: &FutureProducer, topic: &str, events: &[ExecutionEvent], enc: Encoding) {
+pub async fn produce_events(
+    p: &FutureProducer,
+    topic: &str,
+    events: &[ExecutionEvent],
+    enc: Encoding,
+) {
     let mut futures = Vec::with_capacity(events.len());
     for e in events {
         let payload = codec::encode_event(e, enc);
@@ -98,9 +110,14 @@ pub async fn produce_events(p: &FutureProducer, topic: &str, events: &[Execution
 /// Produces a command keyed by rollout id.
 pub async fn produce_command(p: &FutureProducer, topic: &str, c: &Command) {
     let payload = codec::encode_command(c, Encoding::Json);
-    p.send(FutureRecord::to(topic).key(c.rollout_id.as_bytes()).payload(&payload), Duration::from_secs(10))
-        .await
-        .expect("command delivered");
+    p.send(
+        FutureRecord::to(topic)
+            .key(c.rollout_id.as_bytes())
+            .payload(&payload),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("command delivered");
 }
 
 /// Reads the whole decisions topic (read_committed) until `done` says so or `timeout`.
@@ -116,7 +133,8 @@ pub fn read_decisions(
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..config.topics.partitions {
-        tpl.add_partition_offset(&config.topics.decisions, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(&config.topics.decisions, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out: BTreeMap<String, Vec<Decision>> = BTreeMap::new();

@@ -1,0 +1,434 @@
+//! Round trips of every record in every encoding, agreement with apache-avro, and golden bytes.
+//!
+//! Regenerate the golden files after an intended format change with
+//! `UPDATE_GOLDEN=1 cargo test --test codec_roundtrip`, and say why in the commit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use rollout_breaker::codec::{
+    decode_command, decode_decision, decode_event, encode_command, encode_decision, encode_event,
+    Encoding, RecordKind, WireRecord,
+};
+use rollout_breaker::engine::{
+    Action, BreakerState, Cause, Command, CommandKind, Decision, ExecutionEvent, LatencyMs,
+    MetricsSnapshot, Phase, Policy, TrafficPercent, Variant, VariantMetrics,
+};
+
+const ENCODINGS: [Encoding; 3] = [
+    Encoding::Json,
+    Encoding::AvroSingleObject,
+    Encoding::AvroConfluent { schema_id: 42 },
+];
+const TS: std::ops::Range<i64> = 946_684_800_000..7_258_118_400_000;
+
+fn finite() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(0.0),
+        -1e6..1e6f64,
+        prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO,
+    ]
+}
+
+fn rollout_id() -> impl Strategy<Value = String> {
+    // 1..=60 chars of up to 4 bytes each stays within the 255-byte limit.
+    "\\PC{1,60}"
+}
+
+fn event() -> impl Strategy<Value = ExecutionEvent> {
+    (
+        (
+            rollout_id(),
+            any::<bool>(),
+            any::<String>(),
+            any::<Option<String>>(),
+        ),
+        (
+            any::<bool>(),
+            prop_oneof![0.0..1e5f64, prop::num::f64::POSITIVE],
+            TS,
+        ),
+        (
+            prop::option::of(finite()),
+            prop::option::of("\\PC{0,20}"),
+            prop::collection::btree_map("\\PC{0,12}", finite(), 0..5),
+        ),
+    )
+        .prop_map(
+            |(
+                (rollout_id, cand, version, request_key),
+                (success, latency, timestamp),
+                (cost, segment, extra),
+            )| {
+                ExecutionEvent {
+                    rollout_id,
+                    variant: if cand {
+                        Variant::Candidate
+                    } else {
+                        Variant::Baseline
+                    },
+                    version,
+                    request_key,
+                    success,
+                    latency: LatencyMs::new(latency).unwrap(),
+                    timestamp,
+                    cost,
+                    segment,
+                    extra,
+                }
+            },
+        )
+}
+
+fn metrics() -> impl Strategy<Value = VariantMetrics> {
+    (
+        0..=i64::MAX as u64,
+        0..=i64::MAX as u64,
+        [finite(), finite(), finite(), finite(), finite()],
+    )
+        .prop_map(
+            |(samples, successes, [c, m, p50, p95, p99])| VariantMetrics {
+                samples,
+                successes,
+                completion_rate: c,
+                mean_latency_ms: m,
+                p50_latency_ms: p50,
+                p95_latency_ms: p95,
+                p99_latency_ms: p99,
+            },
+        )
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        0.001..1e6f64,
+        1u32..1000,
+        prop::sample::select(vec![Phase::Probe, Phase::Small, Phase::Medium]),
+    )
+        .prop_map(
+            |(max_latency_ms, min_samples_per_phase, initial_phase)| Policy {
+                max_latency_ms,
+                min_samples_per_phase,
+                initial_phase,
+                ..Policy::default()
+            },
+        )
+}
+
+fn decision() -> impl Strategy<Value = Decision> {
+    let actions = vec![
+        Action::Start,
+        Action::Advance,
+        Action::Maintain,
+        Action::Rollback,
+        Action::Pause,
+        Action::Resume,
+    ];
+    (
+        (
+            rollout_id(),
+            0..=i64::MAX as u64,
+            prop::sample::select(actions),
+        ),
+        (
+            prop::sample::select(Phase::ALL.to_vec()),
+            prop::sample::select(Phase::ALL.to_vec()),
+            0u16..=10_000,
+            prop::sample::select(vec![
+                BreakerState::Open,
+                BreakerState::HalfOpen,
+                BreakerState::Closed,
+            ]),
+            any::<bool>(),
+            any::<String>(),
+        ),
+        (any::<i64>(), any::<i64>(), metrics(), metrics()),
+        (TS, any::<bool>(), any::<String>()),
+        (
+            any::<Option<String>>(),
+            any::<Option<String>>(),
+            prop::option::of(policy()),
+        ),
+    )
+        .prop_map(
+            |(
+                (rollout_id, sequence, action),
+                (from, to, bp, breaker, paused, reason),
+                (window_start, window_end, baseline, candidate),
+                (at, operator, actor),
+                (candidate_version, baseline_version, policy),
+            )| Decision {
+                rollout_id,
+                sequence,
+                action,
+                from,
+                to,
+                traffic: TrafficPercent::from_basis_points(bp).unwrap(),
+                breaker,
+                paused,
+                reason,
+                metrics: MetricsSnapshot {
+                    window_start,
+                    window_end,
+                    baseline,
+                    candidate,
+                },
+                at,
+                cause: if operator {
+                    Cause::Operator
+                } else {
+                    Cause::Automatic
+                },
+                actor,
+                candidate_version,
+                baseline_version,
+                policy_json: policy.map(|p| serde_json::to_string(&p).unwrap()),
+            },
+        )
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    let kinds = vec![
+        CommandKind::Start,
+        CommandKind::Pause,
+        CommandKind::Resume,
+        CommandKind::Promote,
+        CommandKind::Abort,
+        CommandKind::Retry,
+    ];
+    (
+        (
+            rollout_id(),
+            prop::sample::select(kinds),
+            any::<String>(),
+            any::<String>(),
+            TS,
+        ),
+        (
+            any::<Option<String>>(),
+            any::<Option<String>>(),
+            prop::option::of(policy()),
+        ),
+    )
+        .prop_map(
+            |(
+                (rollout_id, kind, actor, reason, timestamp),
+                (candidate_version, baseline_version, policy),
+            )| {
+                Command {
+                    rollout_id,
+                    kind,
+                    actor,
+                    reason,
+                    timestamp,
+                    candidate_version,
+                    baseline_version,
+                    policy,
+                }
+            },
+        )
+}
+
+/// The Avro body after the framing header.
+fn body(bytes: &[u8], encoding: Encoding) -> &[u8] {
+    match encoding {
+        Encoding::AvroSingleObject => &bytes[10..],
+        Encoding::AvroConfluent { .. } => &bytes[5..],
+        Encoding::Json => bytes,
+    }
+}
+
+/// apache-avro reads our body completely, writes it back, and we read its bytes as the same
+/// record.
+fn agrees_with_apache_avro<T: WireRecord + PartialEq + std::fmt::Debug>(record: &T) {
+    let encoding = Encoding::AvroConfluent { schema_id: 42 };
+    let ours = record.encode(encoding);
+    let schema = T::KIND.schema();
+    let mut rest = body(&ours, encoding);
+    let value =
+        apache_avro::from_avro_datum(schema, &mut rest, None).expect("apache-avro reads our body");
+    assert!(rest.is_empty(), "apache-avro left {} bytes", rest.len());
+    let theirs = apache_avro::to_avro_datum(schema, value).expect("apache-avro writes the value");
+    let mut framed = ours[..5].to_vec();
+    framed.extend_from_slice(&theirs);
+    assert_eq!(
+        &T::decode(&framed, encoding).expect("we read apache-avro's body"),
+        record
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn events_round_trip(e in event()) {
+        for enc in ENCODINGS {
+            prop_assert_eq!(&decode_event(&encode_event(&e, enc), enc).unwrap(), &e, "{:?}", enc);
+        }
+        agrees_with_apache_avro(&e);
+    }
+
+    #[test]
+    fn decisions_round_trip(d in decision()) {
+        for enc in ENCODINGS {
+            prop_assert_eq!(&decode_decision(&encode_decision(&d, enc), enc).unwrap(), &d, "{:?}", enc);
+        }
+        agrees_with_apache_avro(&d);
+    }
+
+    #[test]
+    fn commands_round_trip(c in command()) {
+        for enc in ENCODINGS {
+            prop_assert_eq!(&decode_command(&encode_command(&c, enc), enc).unwrap(), &c, "{:?}", enc);
+        }
+        agrees_with_apache_avro(&c);
+    }
+}
+
+// Golden bytes: one fixed record of each type in each encoding.
+
+fn golden_event() -> ExecutionEvent {
+    ExecutionEvent {
+        rollout_id: "checkout-agent".into(),
+        variant: Variant::Candidate,
+        version: "v2".into(),
+        request_key: Some("user-1234".into()),
+        success: true,
+        latency: LatencyMs::new(1234.5).unwrap(),
+        timestamp: 1_764_222_000_000,
+        cost: Some(0.0125),
+        segment: Some("eu-pro".into()),
+        extra: BTreeMap::from([("tokens".into(), 512.0), ("tool_calls".into(), 3.0)]),
+    }
+}
+
+fn golden_decision() -> Decision {
+    let m = |samples: u64, successes: u64, mean: f64| VariantMetrics {
+        samples,
+        successes,
+        completion_rate: successes as f64 / samples as f64,
+        mean_latency_ms: mean,
+        p50_latency_ms: mean * 0.9,
+        p95_latency_ms: mean * 1.8,
+        p99_latency_ms: mean * 2.5,
+    };
+    Decision {
+        rollout_id: "checkout-agent".into(),
+        sequence: 3,
+        action: Action::Rollback,
+        from: Phase::Small,
+        to: Phase::Off,
+        traffic: TrafficPercent::ZERO,
+        breaker: BreakerState::Open,
+        paused: false,
+        reason: "mean latency 2500 ms > max_latency_ms 2000 ms".into(),
+        metrics: MetricsSnapshot {
+            window_start: 1_764_221_700_000,
+            window_end: 1_764_222_000_000,
+            baseline: m(400, 384, 900.0),
+            candidate: m(25, 20, 2500.0),
+        },
+        at: 1_764_222_000_000,
+        cause: Cause::Automatic,
+        actor: "watchdog".into(),
+        candidate_version: Some("v2".into()),
+        baseline_version: Some("v1".into()),
+        policy_json: Some(r#"{"max_latency_ms":2000.0}"#.into()),
+    }
+}
+
+fn golden_command() -> Command {
+    Command {
+        rollout_id: "checkout-agent".into(),
+        kind: CommandKind::Start,
+        actor: "ana".into(),
+        reason: "ship v2".into(),
+        timestamp: 1_764_221_000_000,
+        candidate_version: Some("v2".into()),
+        baseline_version: Some("v1".into()),
+        policy: Some(Policy {
+            max_latency_ms: 1500.0,
+            ..Policy::default()
+        }),
+    }
+}
+
+fn check_golden<T: WireRecord + PartialEq + std::fmt::Debug>(name: &str, record: &T) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    for (suffix, enc) in [
+        ("json", Encoding::Json),
+        ("avro", Encoding::AvroSingleObject),
+        ("confluent.avro", Encoding::AvroConfluent { schema_id: 42 }),
+    ] {
+        let path = dir.join(format!("{name}.{suffix}"));
+        let bytes = record.encode(enc);
+        if update {
+            std::fs::write(&path, &bytes).unwrap();
+            continue;
+        }
+        let golden = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+                path.display()
+            )
+        });
+        assert!(
+            bytes == golden,
+            "{} changed: the wire format is not what it was; if that is intended, run with \
+             UPDATE_GOLDEN=1 and make sure the schema change is backward compatible",
+            path.display()
+        );
+        assert_eq!(
+            &T::decode(&golden, enc).unwrap(),
+            record,
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn golden_event_bytes() {
+    check_golden("event", &golden_event());
+}
+
+#[test]
+fn golden_decision_bytes() {
+    check_golden("decision", &golden_decision());
+}
+
+#[test]
+fn golden_command_bytes() {
+    check_golden("command", &golden_command());
+}
+
+#[test]
+fn single_object_header_carries_the_schema_fingerprint() {
+    for (bytes, kind) in [
+        (
+            encode_event(&golden_event(), Encoding::AvroSingleObject),
+            RecordKind::ExecutionEvent,
+        ),
+        (
+            encode_decision(&golden_decision(), Encoding::AvroSingleObject),
+            RecordKind::Decision,
+        ),
+        (
+            encode_command(&golden_command(), Encoding::AvroSingleObject),
+            RecordKind::RolloutCommand,
+        ),
+    ] {
+        assert_eq!(&bytes[..2], &[0xC3, 0x01]);
+        let fp = kind
+            .schema()
+            .fingerprint::<apache_avro::rabin::Rabin>()
+            .bytes;
+        assert_eq!(&bytes[2..10], &fp[..]);
+    }
+}
