@@ -1,0 +1,44 @@
+//! The engine is sans-IO: no file under `src/engine/` may use tokio, rdkafka, a clock or std IO.
+//! This is what makes replays and restarts decide the same as live runs.
+
+#[test]
+fn engine_imports_no_io_no_clock_no_runtime() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    let forbidden = [
+        "tokio",
+        "rdkafka",
+        "SystemTime",
+        "Instant",
+        "std::io",
+        "std::fs",
+        "std::net",
+        "std::thread",
+        "thread_rng",
+        "rand::",
+        "std::env",
+    ];
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for f in forbidden {
+                    assert!(
+                        !code.contains(f),
+                        "{}:{}: the engine must stay pure, found `{f}`: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        files >= 8,
+        "expected the engine's modules under {}",
+        dir.display()
+    );
+}
