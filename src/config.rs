@@ -90,7 +90,11 @@ fn default_instance_id() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "processor".into())
 }
@@ -281,7 +285,10 @@ impl Config {
             }
         }
         if !(1..=10_000).contains(&t.partitions) {
-            return invalid("topics.partitions", format!("must be in [1, 10000], got {}", t.partitions));
+            return invalid(
+                "topics.partitions",
+                format!("must be in [1, 10000], got {}", t.partitions),
+            );
         }
         if !(1..=32).contains(&t.replication_factor) {
             return invalid(
@@ -297,7 +304,10 @@ impl Config {
             );
         }
         if !(1..=60_000).contains(&p.max_batch_ms) {
-            return invalid("processing.max_batch_ms", format!("must be in [1, 60000], got {}", p.max_batch_ms));
+            return invalid(
+                "processing.max_batch_ms",
+                format!("must be in [1, 60000], got {}", p.max_batch_ms),
+            );
         }
         if !(1..=(64 << 20)).contains(&p.max_record_bytes) {
             return invalid(
@@ -317,7 +327,10 @@ impl Config {
         if !(1_000..=900_000).contains(&p.transaction_timeout_ms) {
             return invalid(
                 "processing.transaction_timeout_ms",
-                format!("must be in [1000, 900000], got {}", p.transaction_timeout_ms),
+                format!(
+                    "must be in [1000, 900000], got {}",
+                    p.transaction_timeout_ms
+                ),
             );
         }
         Ok(())
@@ -352,7 +365,10 @@ mod tests {
         assert!(e.to_string().contains("rollback_threshold"), "{e}");
         let e = Config::from_toml("[topics]\ncommands = \"rollout-events\"", "t").unwrap_err();
         assert!(e.to_string().contains("two purposes"), "{e}");
-        let e = Config::from_toml("[topics]\nevents_encoding = { avro_confluent = { schema_id = 7 } }", "t");
+        let e = Config::from_toml(
+            "[topics]\nevents_encoding = { avro_confluent = { schema_id = 7 } }",
+            "t",
+        );
         assert!(e.is_ok(), "{e:?}");
     }
 }

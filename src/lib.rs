@@ -16,17 +16,27 @@
 //!   in `schemas/*.avsc`, with typed decode errors.
 //! - [`config`]: the processor's configuration (TOML, env, flags) and its validation.
 //! - [`kafka`]: the shell around the engine: topic admin, consumer/producer loops, restore.
+//! - [`router`]: the decision table request routers read (follows the decisions topic; sticky
+//!   split; serves the baseline when loading, stale or the rollout is unknown).
+//! - [`agent`]: the agent side: a batching execution-event emitter and `GuardedAgent`, which
+//!   picks the version per request through a router and reports each call.
 //! - [`observe`]: metric names, log-and-count events, health, `/metrics` `/healthz` `/readyz`.
 //! - [`sim`]: seeded traffic scenarios (the seed's two, and custom ones) for tests, benches,
 //!   `simulate` and `demo`.
+//! - [`fleet`]: a simulated fleet of agents that plays scenarios against a live decision table
+//!   (`simulate`, `demo`); [`demo`]: the one-command, in-process demo.
 //! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin).
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod controller;
+pub mod demo;
 pub mod engine;
+pub mod fleet;
 pub mod kafka;
 pub mod observe;
+pub mod router;
 pub mod sim;

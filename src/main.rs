@@ -7,11 +7,89 @@ use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// The demo prints its own view; only warnings and errors go to the log.
+fn init_tracing_quiet() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn simulate(args: rollout_breaker::cli::SimulateArgs) -> anyhow::Result<()> {
+    use rollout_breaker::agent::{EmitterConfig, EventEmitter};
+    use rollout_breaker::router::{DecisionTable, RouterConfig};
+    use rollout_breaker::sim::{self, Profile, ScenarioFile};
+    anyhow::ensure!(
+        args.speed > 0.0 && args.speed.is_finite(),
+        "--speed must be > 0"
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let scenarios = if std::path::Path::new(&args.scenario).is_file() {
+        let text = std::fs::read_to_string(&args.scenario)?;
+        let file: ScenarioFile =
+            toml::from_str(&text).with_context(|| format!("scenario file {}", args.scenario))?;
+        file.scenario
+    } else {
+        let profile = Profile::new(args.success_rate, args.latency_ms, args.latency_ms / 10.0);
+        vec![sim::builtin(
+            &args.scenario,
+            &args.rollout,
+            args.rate,
+            args.duration * 1000,
+            now_ms,
+            profile,
+        )
+        .with_context(|| {
+            format!(
+                "unknown scenario `{}` (not a file, not a built-in name)",
+                args.scenario
+            )
+        })?]
+    };
+    let table = DecisionTable::start(RouterConfig::new(&args.brokers, &args.decisions_topic))?;
+    table.wait_ready(std::time::Duration::from_secs(30)).await?;
+    let emitter = EventEmitter::new(EmitterConfig::new(&args.brokers, &args.events_topic))?;
+    let progress = rollout_breaker::fleet::drive(
+        scenarios,
+        &table,
+        &emitter,
+        args.speed,
+        |ps| {
+            for p in ps {
+                tracing::info!(
+                    rollout = %p.rollout_id,
+                    phase = ?p.phase,
+                    traffic = %p.traffic,
+                    emitted = p.emitted,
+                    candidate = p.candidate,
+                    refused = p.refused,
+                    "Simulating."
+                );
+            }
+        },
+        |_| false,
+    )
+    .await;
+    emitter.flush(std::time::Duration::from_secs(30))?;
+    for p in progress {
+        println!(
+            "{}: {} events ({} candidate, {} refused), last phase {:?}",
+            p.rollout_id, p.emitted, p.candidate, p.refused, p.phase
+        );
+    }
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -43,7 +121,37 @@ fn main() -> anyhow::Result<()> {
             let config = args.resolve()?;
             init_tracing(config.log_format);
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(rollout_breaker::kafka::processor::run(config, shutdown_signal()))?;
+            rt.block_on(rollout_breaker::kafka::processor::run(
+                config,
+                shutdown_signal(),
+            ))?;
+        }
+        Command::Audit(args) => {
+            let config = args.resolve()?;
+            init_tracing(config.log_format);
+            let report = rollout_breaker::kafka::audit::audit(&config)?;
+            println!(
+                "audit: {} events and {} commands replayed ({} undecodable); {} published decisions, {} verified, {} mismatched, {} replayed but unpublished",
+                report.events,
+                report.commands,
+                report.undecodable,
+                report.published,
+                report.verified,
+                report.mismatched.len(),
+                report.unpublished.len()
+            );
+            for (published, replayed) in &report.mismatched {
+                println!(
+                    "MISMATCH {} #{}:\n  published {:?}\n  replayed  {:?}",
+                    published.rollout_id, published.sequence, published, replayed
+                );
+            }
+            for d in &report.unpublished {
+                println!("UNPUBLISHED {} #{}: {:?}", d.rollout_id, d.sequence, d);
+            }
+            if !report.is_clean() {
+                std::process::exit(1);
+            }
         }
         Command::CheckPolicy { path } => {
             let text = std::fs::read_to_string(&path)
@@ -59,8 +167,19 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(&path)?;
             println!("{}", toml::to_string_pretty(&config)?);
         }
-        Command::Demo => {
-            println!("demo: not yet available (see the demo issue)");
+        Command::Demo { brokers } => {
+            init_tracing_quiet();
+            let rt = tokio::runtime::Runtime::new()?;
+            let report = rt.block_on(rollout_breaker::demo::run(brokers))?;
+            rollout_breaker::demo::print_summary(&report);
+            if !report.as_expected() {
+                std::process::exit(1);
+            }
+        }
+        Command::Simulate(args) => {
+            init_tracing(LogFormat::Text);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(simulate(args))?;
         }
     }
     Ok(())

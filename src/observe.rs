@@ -83,7 +83,14 @@ impl DeadLettered<'_> {
     /// Logs (the first of each reason at warn, the rest at debug) and counts.
     pub fn emit(&self) {
         counter!(DEAD_LETTERS, "reason" => self.reason).increment(1);
-        tracing::debug!(topic = self.topic, partition = self.partition, offset = self.offset, reason = self.reason, error = self.error, "Dead-lettered record.");
+        tracing::debug!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            reason = self.reason,
+            error = self.error,
+            "Dead-lettered record."
+        );
     }
 }
 
@@ -130,7 +137,8 @@ impl Health {
     pub fn is_alive(&self, max_gap: Duration) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
         self.running.load(Ordering::Relaxed)
-            && now.saturating_sub(self.last_poll_ms.load(Ordering::Relaxed)) <= max_gap.as_millis() as u64
+            && now.saturating_sub(self.last_poll_ms.load(Ordering::Relaxed))
+                <= max_gap.as_millis() as u64
     }
     /// Ready: alive, and every assigned partition restored.
     pub fn is_ready(&self, max_gap: Duration) -> bool {
@@ -139,7 +147,10 @@ impl Health {
     }
     /// (assigned, restored) partitions.
     pub fn partitions(&self) -> (usize, usize) {
-        (self.assigned.load(Ordering::Relaxed), self.restored.load(Ordering::Relaxed))
+        (
+            self.assigned.load(Ordering::Relaxed),
+            self.restored.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -199,7 +210,10 @@ pub async fn serve_http(
     let local = listener.local_addr()?;
     info!(%local, "HTTP listener for /metrics, /healthz, /readyz.");
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             warn!(error = %e, "HTTP listener failed.");
         }
     });

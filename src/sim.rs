@@ -217,3 +217,68 @@ impl TrafficGen {
         Some(event)
     }
 }
+
+/// Scenario files: `[[scenario]]` tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// The scenarios, played concurrently.
+    pub scenario: Vec<Scenario>,
+}
+
+/// A built-in scenario by name, starting at `start_ms`: `good`, `degrade-at-small`, `sudden`
+/// (degrades after a third of the duration), `creep` (latency rises step by step) and
+/// `flapping` (alternates good and bad every minute).
+pub fn builtin(
+    name: &str,
+    rollout_id: &str,
+    requests_per_sec: u32,
+    duration_ms: i64,
+    start_ms: EventTime,
+    candidate: Profile,
+) -> Option<Scenario> {
+    let mut s = Scenario::successful_rollout(rollout_id);
+    s.name = name.to_owned();
+    s.requests_per_sec = requests_per_sec;
+    s.duration_ms = duration_ms;
+    s.start_ms = start_ms;
+    s.candidate = candidate;
+    let bad = Profile::new(0.7, 2_600.0, 200.0);
+    match name {
+        "good" => {}
+        "degrade-at-small" => s.changes.push(Change {
+            when: Trigger::AtPhase(Phase::Small),
+            candidate: bad,
+        }),
+        "sudden" => s.changes.push(Change {
+            when: Trigger::AfterMs(duration_ms / 3),
+            candidate: bad,
+        }),
+        "creep" => {
+            for i in 1..=10 {
+                s.changes.push(Change {
+                    when: Trigger::AfterMs(duration_ms * i / 10),
+                    candidate: Profile::new(
+                        candidate.success_rate,
+                        candidate.latency_ms + 150.0 * i as f64,
+                        candidate.jitter_ms,
+                    ),
+                });
+            }
+        }
+        "flapping" => {
+            let mut t = 60_000;
+            let mut good = false;
+            while t < duration_ms {
+                s.changes.push(Change {
+                    when: Trigger::AfterMs(t),
+                    candidate: if good { candidate } else { bad },
+                });
+                good = !good;
+                t += 60_000;
+            }
+        }
+        _ => return None,
+    }
+    Some(s)
+}

@@ -59,7 +59,12 @@ fn spawn_processor(config_path: &std::path::Path, instance: &str) -> Child {
         .expect("spawn processor")
 }
 
-fn read_all(bootstrap: &str, config: &Config, want: usize, timeout: Duration) -> BTreeMap<String, Vec<Decision>> {
+fn read_all(
+    bootstrap: &str,
+    config: &Config,
+    want: usize,
+    timeout: Duration,
+) -> BTreeMap<String, Vec<Decision>> {
     read_decisions(bootstrap, config, timeout, |m| count(m) >= want)
 }
 
@@ -72,13 +77,23 @@ async fn sigkill_at_three_points_leaves_the_same_decisions_as_an_uninterrupted_r
     assert!(events.len() >= 100_000, "{} events", events.len());
     let expected = expected_decisions(&events, &config.policy);
     let want = count(&expected);
-    let rollbacks = expected.values().flatten().filter(|d| d.action == rollout_breaker::engine::Action::Rollback).count();
-    assert!(expected.len() == 60 && rollbacks >= 10, "{} rollouts, {rollbacks} rollbacks", expected.len());
+    let rollbacks = expected
+        .values()
+        .flatten()
+        .filter(|d| d.action == rollout_breaker::engine::Action::Rollback)
+        .count();
+    assert!(
+        expected.len() == 60 && rollbacks >= 10,
+        "{} rollouts, {rollbacks} rollbacks",
+        expected.len()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("processor.toml");
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    rollout_breaker::kafka::processor::ensure_topics(&config).await.unwrap();
+    rollout_breaker::kafka::processor::ensure_topics(&config)
+        .await
+        .unwrap();
     let producer = producer(&kafka.bootstrap);
     let chunks: Vec<&[ExecutionEvent]> = events.chunks(events.len() / 4 + 1).collect();
     let mut kills = 0;
@@ -87,10 +102,20 @@ async fn sigkill_at_three_points_leaves_the_same_decisions_as_an_uninterrupted_r
         let mut child = spawn_processor(&path, "crashy");
         if i + 1 < chunks.len() {
             // Let it restore and get going, then kill it without warning mid-stream.
-            let seen_before = count(&read_all(&kafka.bootstrap, &config, usize::MAX, Duration::from_millis(200)));
+            let seen_before = count(&read_all(
+                &kafka.bootstrap,
+                &config,
+                usize::MAX,
+                Duration::from_millis(200),
+            ));
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let now = count(&read_all(&kafka.bootstrap, &config, usize::MAX, Duration::from_millis(300)));
+                let now = count(&read_all(
+                    &kafka.bootstrap,
+                    &config,
+                    usize::MAX,
+                    Duration::from_millis(300),
+                ));
                 if now > seen_before || Instant::now() > deadline {
                     break;
                 }
@@ -108,20 +133,45 @@ async fn sigkill_at_three_points_leaves_the_same_decisions_as_an_uninterrupted_r
             child.kill().unwrap();
             child.wait().unwrap();
             // Read again after the processor is gone: nothing extra may appear.
-            let settled = read_all(&kafka.bootstrap, &config, usize::MAX, Duration::from_secs(3));
+            let settled = read_all(
+                &kafka.bootstrap,
+                &config,
+                usize::MAX,
+                Duration::from_secs(3),
+            );
             assert_eq!(count(&got), want);
             assert_eq!(settled.len(), expected.len());
             let brief = |ds: &[Decision]| {
                 ds.iter()
-                    .map(|d| format!("{}:{}@{} n={} c={:.3}", d.sequence, d.action, d.at, d.metrics.candidate.samples, d.metrics.candidate.completion_rate))
+                    .map(|d| {
+                        format!(
+                            "{}:{}@{} n={} c={:.3}",
+                            d.sequence,
+                            d.action,
+                            d.at,
+                            d.metrics.candidate.samples,
+                            d.metrics.candidate.completion_rate
+                        )
+                    })
                     .collect::<Vec<_>>()
             };
             let differing: Vec<String> = expected
                 .iter()
                 .filter(|(r, ds)| settled.get(*r) != Some(*ds))
-                .map(|(r, ds)| format!("{r}:\n  got      {:?}\n  expected {:?}", brief(settled.get(r).map_or(&[][..], |v| v)), brief(ds)))
+                .map(|(r, ds)| {
+                    format!(
+                        "{r}:\n  got      {:?}\n  expected {:?}",
+                        brief(settled.get(r).map_or(&[][..], |v| v)),
+                        brief(ds)
+                    )
+                })
                 .collect();
-            assert!(differing.is_empty(), "{} rollouts differ from the uninterrupted run:\n{}", differing.len(), differing.join("\n"));
+            assert!(
+                differing.is_empty(),
+                "{} rollouts differ from the uninterrupted run:\n{}",
+                differing.len(),
+                differing.join("\n")
+            );
         }
     }
     assert!(kills >= 3);
@@ -135,7 +185,9 @@ async fn scale_out_two_instances_share_partitions_and_hand_over_without_loss() {
     let events = fleet(20, 90, &config.policy);
     let expected = expected_decisions(&events, &config.policy);
     let want = count(&expected);
-    rollout_breaker::kafka::processor::ensure_topics(&config).await.unwrap();
+    rollout_breaker::kafka::processor::ensure_topics(&config)
+        .await
+        .unwrap();
 
     let start = |instance: &str| {
         let mut c = config.clone();
@@ -151,12 +203,24 @@ async fn scale_out_two_instances_share_partitions_and_hand_over_without_loss() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let producer = producer(&kafka.bootstrap);
     let half = events.len() / 2;
-    produce_events(&producer, &config.topics.events, &events[..half], Encoding::Json).await;
+    produce_events(
+        &producer,
+        &config.topics.events,
+        &events[..half],
+        Encoding::Json,
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Stop one instance; its partitions move to the other.
     let _ = stop_a.send(());
     task_a.await.unwrap().expect("instance a stopped cleanly");
-    produce_events(&producer, &config.topics.events, &events[half..], Encoding::Json).await;
+    produce_events(
+        &producer,
+        &config.topics.events,
+        &events[half..],
+        Encoding::Json,
+    )
+    .await;
     let got = tokio::task::spawn_blocking({
         let (b, c) = (kafka.bootstrap.clone(), config.clone());
         move || read_all(&b, &c, want, Duration::from_secs(90))
@@ -177,7 +241,9 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_their_reason() {
     config.processing.max_record_bytes = 4_096;
     let valid = fleet(6, 60, &config.policy);
     let expected = expected_decisions(&valid, &config.policy);
-    rollout_breaker::kafka::processor::ensure_topics(&config).await.unwrap();
+    rollout_breaker::kafka::processor::ensure_topics(&config)
+        .await
+        .unwrap();
     let producer = producer(&kafka.bootstrap);
     // Interleave 1200 bad records of varied kinds with the valid ones.
     let good_json = String::from_utf8(codec::encode_event(&valid[0], Encoding::Json)).unwrap();
@@ -198,7 +264,12 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_their_reason() {
             batch.clear();
             let (reason, bytes) = &kinds[n % kinds.len()];
             producer
-                .send(FutureRecord::to(&config.topics.events).key(e.rollout_id.as_bytes()).payload(bytes), Duration::from_secs(10))
+                .send(
+                    FutureRecord::to(&config.topics.events)
+                        .key(e.rollout_id.as_bytes())
+                        .payload(bytes),
+                    Duration::from_secs(10),
+                )
                 .await
                 .unwrap();
             *bad_sent.entry(reason).or_default() += 1;
@@ -209,9 +280,12 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_their_reason() {
     assert!(n >= 1_000);
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(rollout_breaker::kafka::processor::run(config.clone(), async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(rollout_breaker::kafka::processor::run(
+        config.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     let want = count(&expected);
     let got = tokio::task::spawn_blocking({
         let (b, c) = (kafka.bootstrap.clone(), config.clone());
@@ -226,7 +300,8 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_their_reason() {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..config.topics.partitions {
-        tpl.add_partition_offset(&config.topics.dead_letter, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(&config.topics.dead_letter, p, Offset::Beginning)
+            .unwrap();
     }
     dlq.assign(&tpl).unwrap();
     let mut bad_seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -241,7 +316,10 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_their_reason() {
                     .and_then(|h| h.value)
                     .map(|v| String::from_utf8_lossy(v).into_owned())
             };
-            assert_eq!(get("rb.source.topic").as_deref(), Some(config.topics.events.as_str()));
+            assert_eq!(
+                get("rb.source.topic").as_deref(),
+                Some(config.topics.events.as_str())
+            );
             assert!(get("rb.source.offset").unwrap().parse::<i64>().is_ok());
             assert!(!get("rb.error.message").unwrap().is_empty());
             *bad_seen.entry(get("rb.error.reason").unwrap()).or_default() += 1;
@@ -249,7 +327,16 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_their_reason() {
     }
     let _ = tx.send(());
     task.await.unwrap().expect("processor ran cleanly");
-    let bad_sent: BTreeMap<String, usize> = bad_sent.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    assert_eq!(bad_seen, bad_sent, "every malformed record is dead-lettered with its reason");
-    assert_eq!(got, expected, "every valid event is accounted for in the decisions");
+    let bad_sent: BTreeMap<String, usize> = bad_sent
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    assert_eq!(
+        bad_seen, bad_sent,
+        "every malformed record is dead-lettered with its reason"
+    );
+    assert_eq!(
+        got, expected,
+        "every valid event is accounted for in the decisions"
+    );
 }

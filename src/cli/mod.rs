@@ -22,6 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the processor: consume events and commands, publish decisions.
     Run(RunArgs),
+    /// Replay the events and commands topics through the engine and check every decision in
+    /// the decisions topic against the replay. Exits non-zero on any difference.
+    Audit(RunArgs),
     /// Check a policy file (TOML or JSON) and print it with every default filled in.
     CheckPolicy {
         /// Path to the policy file.
@@ -32,8 +35,56 @@ pub enum Command {
         /// Path to the config file.
         path: PathBuf,
     },
-    /// Play the seed's two scenarios end to end and print what happened.
-    Demo,
+    /// Play the seed's two scenarios end to end (in-process broker, processor, router and a
+    /// simulated fleet) and print what happened.
+    Demo {
+        /// Use this Kafka cluster instead of the in-process mock broker.
+        #[arg(long)]
+        brokers: Option<String>,
+    },
+    /// Run a simulated fleet of agents against a real broker: events follow the live
+    /// decision table, as production traffic would.
+    Simulate(SimulateArgs),
+}
+
+/// `simulate` flags.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// `bootstrap.servers`.
+    #[arg(
+        long,
+        env = "ROLLOUT_BREAKER_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:19092"
+    )]
+    pub brokers: String,
+    /// Events topic to produce to.
+    #[arg(long, default_value = "rollout-events")]
+    pub events_topic: String,
+    /// Decisions topic to follow.
+    #[arg(long, default_value = "rollout-decisions")]
+    pub decisions_topic: String,
+    /// Scenario file (TOML, `[[scenario]]` tables with the fields of `sim::Scenario`), or one
+    /// of the built-in names: `good`, `degrade-at-small`, `sudden`, `creep`, `flapping`.
+    #[arg(long, default_value = "good")]
+    pub scenario: String,
+    /// Rollout id for a built-in scenario.
+    #[arg(long, default_value = "sim-rollout")]
+    pub rollout: String,
+    /// Requests per second (simulated time) for a built-in scenario.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// Simulated seconds per wall-clock second (1 = real time).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Simulated duration in seconds for a built-in scenario.
+    #[arg(long, default_value_t = 300)]
+    pub duration: i64,
+    /// Candidate success rate for built-in scenarios (before any degradation).
+    #[arg(long, default_value_t = 0.99)]
+    pub success_rate: f64,
+    /// Candidate mean latency in ms for built-in scenarios (before any degradation).
+    #[arg(long, default_value_t = 1200.0)]
+    pub latency_ms: f64,
 }
 
 /// `run` flags.

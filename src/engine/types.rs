@@ -74,7 +74,9 @@ impl fmt::Display for Rate {
 
 /// Share of traffic sent to the candidate, stored in basis points (1/100 of a percent) so that
 /// the splitter can compare it with a bucket in `0..10_000` without floating point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct TrafficPercent(u16);
 

@@ -2,6 +2,7 @@
 //! context, topic admin, state restore). The rollout engine never sees rdkafka types.
 
 pub mod admin;
+pub mod audit;
 pub mod client;
 pub mod processor;
 pub mod restore;

@@ -102,7 +102,8 @@ impl ClientContext for Ctx {
         if let Some(t) = stats.topics.get(&self.events_topic) {
             for (p, s) in &t.partitions {
                 if *p >= 0 && s.consumer_lag >= 0 {
-                    metrics::gauge!(observe::CONSUMER_LAG, "partition" => p.to_string()).set(s.consumer_lag as f64);
+                    metrics::gauge!(observe::CONSUMER_LAG, "partition" => p.to_string())
+                        .set(s.consumer_lag as f64);
                 }
             }
         }
@@ -110,18 +111,30 @@ impl ClientContext for Ctx {
 }
 
 fn tpl_entries(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
 }
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.log.lock().expect("rebalance log").revoked.extend(tpl_entries(tpl));
+            self.log
+                .lock()
+                .expect("rebalance log")
+                .revoked
+                .extend(tpl_entries(tpl));
         }
     }
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => self.log.lock().expect("rebalance log").assigned.extend(tpl_entries(tpl)),
+            Rebalance::Assign(tpl) => self
+                .log
+                .lock()
+                .expect("rebalance log")
+                .assigned
+                .extend(tpl_entries(tpl)),
             Rebalance::Error(e) => warn!(error = %e, "Rebalance error."),
             Rebalance::Revoke(_) => {}
         }
@@ -153,7 +166,8 @@ impl DeadLetterRatio {
         }
     }
     fn ratio(&self) -> Option<f64> {
-        (self.recent.len() as u64 >= self.window.min(1_000)).then(|| self.dead as f64 / self.recent.len() as f64)
+        (self.recent.len() as u64 >= self.window.min(1_000))
+            .then(|| self.dead as f64 / self.recent.len() as f64)
     }
 }
 
@@ -212,7 +226,9 @@ impl Processor {
             ],
         )
         .create()?;
-        producer.init_transactions(Duration::from_millis(config.processing.transaction_timeout_ms))?;
+        producer.init_transactions(Duration::from_millis(
+            config.processing.transaction_timeout_ms,
+        ))?;
         let window = config.processing.dead_letter_window;
         Ok(Self {
             config,
@@ -292,7 +308,10 @@ impl Processor {
     fn handle_rebalance(&mut self, batch: &mut Vec<Input>) -> Result<(), ProcessorError> {
         let (assigned, revoked) = {
             let mut log = self.log.lock().expect("rebalance log");
-            (std::mem::take(&mut log.assigned), std::mem::take(&mut log.revoked))
+            (
+                std::mem::take(&mut log.assigned),
+                std::mem::take(&mut log.revoked),
+            )
         };
         if assigned.is_empty() && revoked.is_empty() {
             return Ok(());
@@ -314,7 +333,10 @@ impl Processor {
             let committed = self.committed(p)?;
             let state = match self.parked.remove(&p) {
                 Some(state) if state.committed == committed => {
-                    info!(partition = p, "Partition re-assigned unchanged; parked state reused.");
+                    info!(
+                        partition = p,
+                        "Partition re-assigned unchanged; parked state reused."
+                    );
                     state
                 }
                 _ => {
@@ -335,7 +357,12 @@ impl Processor {
         self.parked.retain(|p, _| !self.partitions.contains_key(p));
         let n = self.partitions.len();
         self.health.set_partitions(n, n);
-        metrics::gauge!(observe::ROLLOUTS).set(self.partitions.values().map(|s| s.engine.len()).sum::<usize>() as f64);
+        metrics::gauge!(observe::ROLLOUTS).set(
+            self.partitions
+                .values()
+                .map(|s| s.engine.len())
+                .sum::<usize>() as f64,
+        );
         Ok(())
     }
 
@@ -344,9 +371,18 @@ impl Processor {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.config.topics.events, p);
         tpl.add_partition(&self.config.topics.commands, p);
-        let got = self.consumer.committed_offsets(tpl, Duration::from_secs(30))?;
-        let off = |t: &str| got.find_partition(t, p).and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0);
-        Ok((off(&self.config.topics.events), off(&self.config.topics.commands)))
+        let got = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(30))?;
+        let off = |t: &str| {
+            got.find_partition(t, p)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0)
+        };
+        Ok((
+            off(&self.config.topics.events),
+            off(&self.config.topics.commands),
+        ))
     }
 
     fn process_batch(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
@@ -376,34 +412,47 @@ impl Processor {
                 continue;
             };
             let payload = m.payload().unwrap_or_default();
-            let outcome: Result<(), (&'static str, String)> = if payload.len() > self.config.processing.max_record_bytes {
-                Err(("too_large", format!("record of {} bytes exceeds max_record_bytes {}", payload.len(), self.config.processing.max_record_bytes)))
-            } else if is_events {
-                match codec::decode_event(payload, self.config.topics.events_encoding) {
-                    Ok(ev) if m.key().is_some_and(|k| k != ev.rollout_id.as_bytes()) => Err((
-                        "key_mismatch",
-                        format!("record key differs from rollout_id `{}`", ev.rollout_id),
-                    )),
-                    Ok(ev) => {
-                        scratch.clear();
-                        state.engine.apply_event(&ev, &mut scratch);
-                        decisions.extend(scratch.drain(..).filter(Decision::is_published).map(|d| (p, d)));
-                        Ok(())
-                    }
-                    Err(e) => Err((e.reason(), e.to_string())),
-                }
-            } else {
-                match codec::decode_command(payload, self.config.topics.commands_encoding) {
-                    Ok(cmd) => match state.engine.apply_command(&cmd) {
-                        Ok(d) => {
-                            decisions.push((p, d));
+            let outcome: Result<(), (&'static str, String)> =
+                if payload.len() > self.config.processing.max_record_bytes {
+                    Err((
+                        "too_large",
+                        format!(
+                            "record of {} bytes exceeds max_record_bytes {}",
+                            payload.len(),
+                            self.config.processing.max_record_bytes
+                        ),
+                    ))
+                } else if is_events {
+                    match codec::decode_event(payload, self.config.topics.events_encoding) {
+                        Ok(ev) if m.key().is_some_and(|k| k != ev.rollout_id.as_bytes()) => Err((
+                            "key_mismatch",
+                            format!("record key differs from rollout_id `{}`", ev.rollout_id),
+                        )),
+                        Ok(ev) => {
+                            scratch.clear();
+                            state.engine.apply_event(&ev, &mut scratch);
+                            decisions.extend(
+                                scratch
+                                    .drain(..)
+                                    .filter(Decision::is_published)
+                                    .map(|d| (p, d)),
+                            );
                             Ok(())
                         }
-                        Err(e) => Err(("refused_command", e.to_string())),
-                    },
-                    Err(e) => Err((e.reason(), e.to_string())),
-                }
-            };
+                        Err(e) => Err((e.reason(), e.to_string())),
+                    }
+                } else {
+                    match codec::decode_command(payload, self.config.topics.commands_encoding) {
+                        Ok(cmd) => match state.engine.apply_command(&cmd) {
+                            Ok(d) => {
+                                decisions.push((p, d));
+                                Ok(())
+                            }
+                            Err(e) => Err(("refused_command", e.to_string())),
+                        },
+                        Err(e) => Err((e.reason(), e.to_string())),
+                    }
+                };
             self.dead_letters.push(outcome.is_err());
             if let Err((reason, error)) = outcome {
                 self.dead_letter(m, reason, &error)?;
@@ -414,18 +463,29 @@ impl Processor {
             d.encode_into(self.config.topics.decisions_encoding, &mut self.buf);
             let payload = std::mem::take(&mut self.buf);
             let topic = self.config.topics.decisions.clone();
-            self.send(BaseRecord::to(&topic).partition(*p).key(d.rollout_id.as_bytes()).payload(&payload))?;
+            self.send(
+                BaseRecord::to(&topic)
+                    .partition(*p)
+                    .key(d.rollout_id.as_bytes())
+                    .payload(&payload),
+            )?;
             self.buf = payload;
         }
         let mut offsets = TopicPartitionList::new();
         for ((is_events, p), o) in &next {
-            let topic = if *is_events { &self.config.topics.events } else { &self.config.topics.commands };
+            let topic = if *is_events {
+                &self.config.topics.events
+            } else {
+                &self.config.topics.commands
+            };
             offsets.add_partition_offset(topic, *p, Offset::Offset(*o))?;
         }
-        let meta = self.consumer.group_metadata().ok_or(KafkaError::Global(
-            rdkafka::types::RDKafkaErrorCode::State,
-        ))?;
-        self.producer.send_offsets_to_transaction(&offsets, &meta, self.txn_timeout())?;
+        let meta = self
+            .consumer
+            .group_metadata()
+            .ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::State))?;
+        self.producer
+            .send_offsets_to_transaction(&offsets, &meta, self.txn_timeout())?;
         self.producer.commit_transaction(self.txn_timeout())?;
         metrics::counter!(observe::TRANSACTIONS).increment(1);
         for ((is_events, p), o) in next {
@@ -440,7 +500,11 @@ impl Processor {
         for (p, d) in &decisions {
             DecisionPublished(d, *p).emit();
         }
-        let late: u64 = self.partitions.values().map(|s| s.engine.counters().late_events).sum();
+        let late: u64 = self
+            .partitions
+            .values()
+            .map(|s| s.engine.counters().late_events)
+            .sum();
         if late > self.late_seen {
             metrics::counter!(observe::LATE_EVENTS).increment(late - self.late_seen);
         }
@@ -458,17 +522,39 @@ impl Processor {
         Ok(())
     }
 
-    fn dead_letter(&mut self, m: &OwnedMessage, reason: &'static str, error: &str) -> Result<(), ProcessorError> {
+    fn dead_letter(
+        &mut self,
+        m: &OwnedMessage,
+        reason: &'static str,
+        error: &str,
+    ) -> Result<(), ProcessorError> {
         let partition = m.partition().to_string();
         let offset = m.offset().to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "rb.source.topic", value: Some(m.topic()) })
-            .insert(Header { key: "rb.source.partition", value: Some(&partition) })
-            .insert(Header { key: "rb.source.offset", value: Some(&offset) })
-            .insert(Header { key: "rb.error.reason", value: Some(reason) })
-            .insert(Header { key: "rb.error.message", value: Some(error) });
+            .insert(Header {
+                key: "rb.source.topic",
+                value: Some(m.topic()),
+            })
+            .insert(Header {
+                key: "rb.source.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "rb.source.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "rb.error.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "rb.error.message",
+                value: Some(error),
+            });
         let topic = self.config.topics.dead_letter.clone();
-        let mut record = BaseRecord::to(&topic).headers(headers).payload(m.payload().unwrap_or_default());
+        let mut record = BaseRecord::to(&topic)
+            .headers(headers)
+            .payload(m.payload().unwrap_or_default());
         if let Some(k) = m.key() {
             record = record.key(k);
         }
@@ -488,7 +574,10 @@ impl Processor {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
                     record = r;
                     self.producer.poll(Duration::from_millis(10));
                 }
@@ -511,8 +600,11 @@ pub async fn ensure_topics(config: &Config) -> Result<(), ProcessorError> {
     use rdkafka::admin::AdminClient;
     use rdkafka::client::DefaultClientContext;
     let t = &config.topics;
-    let admin_client: AdminClient<DefaultClientContext> = client_config(&config.kafka, &[]).create()?;
-    let spec = |name: &str| TopicSpec::new(name, t.partitions).with_replication_factor(t.replication_factor);
+    let admin_client: AdminClient<DefaultClientContext> =
+        client_config(&config.kafka, &[]).create()?;
+    let spec = |name: &str| {
+        TopicSpec::new(name, t.partitions).with_replication_factor(t.replication_factor)
+    };
     let specs = vec![
         spec(&t.events),
         spec(&t.decisions).with_config("cleanup.policy", "compact"),
@@ -524,19 +616,25 @@ pub async fn ensure_topics(config: &Config) -> Result<(), ProcessorError> {
         admin::ensure_topics(&admin_client, &specs, timeout).await?;
     }
     let cfg = config.clone();
-    let counts = tokio::task::spawn_blocking(move || -> Result<Vec<(String, i32)>, ProcessorError> {
-        let consumer: BaseConsumer = client_config(&cfg.kafka, &[("group.id", "rollout-breaker-admin")]).create()?;
-        let t = &cfg.topics;
-        let mut counts = Vec::new();
-        for name in [&t.events, &t.decisions, &t.commands] {
-            let n = admin::partition_count(consumer.client(), name, timeout)?
-                .ok_or_else(|| admin::AdminError::UnknownTopic { topic: name.clone() })?;
-            counts.push((name.clone(), n));
-        }
-        Ok(counts)
-    })
-    .await
-    .expect("partition count task panicked")?;
+    let counts =
+        tokio::task::spawn_blocking(move || -> Result<Vec<(String, i32)>, ProcessorError> {
+            let consumer: BaseConsumer =
+                client_config(&cfg.kafka, &[("group.id", "rollout-breaker-admin")]).create()?;
+            let t = &cfg.topics;
+            let mut counts = Vec::new();
+            for name in [&t.events, &t.decisions, &t.commands] {
+                let n =
+                    admin::partition_count(consumer.client(), name, timeout)?.ok_or_else(|| {
+                        admin::AdminError::UnknownTopic {
+                            topic: name.clone(),
+                        }
+                    })?;
+                counts.push((name.clone(), n));
+            }
+            Ok(counts)
+        })
+        .await
+        .expect("partition count task panicked")?;
     admin::check_co_partitioned(&counts)?;
     Ok(())
 }

@@ -71,11 +71,19 @@ fn read_range(
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
+            return Err(KafkaError::Global(
+                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+            ));
         }
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) if m.offset() < end => {
-                f(m.offset(), m.timestamp().to_millis(), m.payload().unwrap_or_default());
+            // Reassigning does not guarantee that records fetched for the previous assignment
+            // (another topic) are gone from the queue: take only this partition's.
+            Some(Ok(m)) if m.topic() == topic && m.partition() == partition && m.offset() < end => {
+                f(
+                    m.offset(),
+                    m.timestamp().to_millis(),
+                    m.payload().unwrap_or_default(),
+                );
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => warn!(topic, partition, error = %e, "Restore read error; retrying."),
@@ -103,22 +111,32 @@ pub fn restore_partition(
     // 1. Phases.
     let (low, high) = consumer.fetch_watermarks(&topics.decisions, partition, timeout)?;
     let mut latest: HashMap<String, Decision> = HashMap::new();
-    read_range(&consumer, &topics.decisions, partition, low, high, |offset, _, bytes| {
-        stats.decisions_read += 1;
-        match codec::decode_decision(bytes, topics.decisions_encoding)
-            .or_else(|_| codec::decode_decision_any(bytes))
-        {
-            Ok(d) => {
-                if latest.get(&d.rollout_id).is_none_or(|old| old.sequence < d.sequence) {
-                    latest.insert(d.rollout_id.clone(), d);
+    read_range(
+        &consumer,
+        &topics.decisions,
+        partition,
+        low,
+        high,
+        |offset, _, bytes| {
+            stats.decisions_read += 1;
+            match codec::decode_decision(bytes, topics.decisions_encoding)
+                .or_else(|_| codec::decode_decision_any(bytes))
+            {
+                Ok(d) => {
+                    if latest
+                        .get(&d.rollout_id)
+                        .is_none_or(|old| old.sequence < d.sequence)
+                    {
+                        latest.insert(d.rollout_id.clone(), d);
+                    }
+                }
+                Err(e) => {
+                    stats.undecodable_decisions += 1;
+                    warn!(partition, offset, error = %e, "Undecodable record in the decisions topic; skipped.");
                 }
             }
-            Err(e) => {
-                stats.undecodable_decisions += 1;
-                warn!(partition, offset, error = %e, "Undecodable record in the decisions topic; skipped.");
-            }
-        }
-    })?;
+        },
+    )?;
     let mut max_span: i64 = 0;
     let mut last_decision_at = i64::MIN;
     for d in latest.values() {
@@ -140,12 +158,19 @@ pub fn restore_partition(
         if committed > ev_low {
             // Event time of the last committed event.
             let mut last_ts = None;
-            read_range(&consumer, &topics.events, partition, committed - 1, committed, |_, ts, bytes| {
-                last_ts = codec::decode_event(bytes, topics.events_encoding)
-                    .map(|e| e.timestamp)
-                    .ok()
-                    .or(ts);
-            })?;
+            read_range(
+                &consumer,
+                &topics.events,
+                partition,
+                committed - 1,
+                committed,
+                |_, ts, bytes| {
+                    last_ts = codec::decode_event(bytes, topics.events_encoding)
+                        .map(|e| e.timestamp)
+                        .ok()
+                        .or(ts);
+                },
+            )?;
             let last_ts = last_ts.unwrap_or(last_decision_at);
             let from_ts = last_ts - max_span - config.processing.restore_slack_ms as i64;
             let mut tpl = TopicPartitionList::new();
@@ -158,13 +183,20 @@ pub fn restore_partition(
                 Some(Offset::Offset(o)) => o.max(ev_low),
                 _ => committed,
             };
-            read_range(&consumer, &topics.events, partition, from, committed, |_, _, bytes| {
-                if let Ok(e) = codec::decode_event(bytes, topics.events_encoding) {
-                    if engine.replay_event(&e) {
-                        stats.events_replayed += 1;
+            read_range(
+                &consumer,
+                &topics.events,
+                partition,
+                from,
+                committed,
+                |_, _, bytes| {
+                    if let Ok(e) = codec::decode_event(bytes, topics.events_encoding) {
+                        if engine.replay_event(&e) {
+                            stats.events_replayed += 1;
+                        }
                     }
-                }
-            })?;
+                },
+            )?;
         }
     }
     stats.elapsed = started.elapsed();

@@ -1,0 +1,1092 @@
+//! End-to-end figures of the processor against a real Kafka broker: throughput against a plain
+//! consumer, decision latency, and restore time. Not criterion: each figure is one timed run on
+//! fresh topics, so the bench is a plain `main` that prints a table.
+//!
+//! Run: `cargo bench --bench processor` with a broker at `KAFKA_BOOTSTRAP` (default
+//! `127.0.0.1:19092`, the one `scripts/kafka.sh start` runs). Arguments `throughput`, `latency`
+//! and `restore` select sections (all by default). Sizes can be changed with
+//! `RB_BENCH_EVENTS`, `RB_BENCH_ROLLOUTS`, `RB_BENCH_TRIALS` and `RB_BENCH_RESTORE_ROLLOUTS`.
+//!
+//! 1. **Throughput.** N events (JSON, ~1000 rollouts played by [`sim`] scenarios in a closed
+//!    loop, event times 100 ms apart per rollout) are produced into a 6-partition topic before
+//!    anything reads it. A plain `BaseConsumer` (fresh group, read_committed) reads it all; then
+//!    the processor (fresh group) processes it all, completion being detected by the group's
+//!    committed offsets reaching the high watermarks (read by a consumer that never joins).
+//! 2. **Decision latency.** With the processor running and healthy background traffic, each
+//!    trial sends a failing burst for a new rollout inside one evaluation bucket, then the one
+//!    event whose time is the bucket's end (allowed lateness is 0, so it moves the watermark
+//!    past the bucket): the clock runs from producing that event to the ROLLBACK being read by a
+//!    read_committed consumer of the decisions topic.
+//! 3. **Restore.** 100k START decisions on a fresh decisions topic; `restore_partition` is timed
+//!    for every partition, then the processor's start is timed until it has restored them all
+//!    and published decisions for fresh events in every partition.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rollout_breaker::codec::{self, Encoding};
+use rollout_breaker::config::Config;
+use rollout_breaker::engine::{
+    Action, Decision, Engine, EngineOptions, ExecutionEvent, LatencyMs, Phase, Policy,
+    TrafficPercent, Variant,
+};
+use rollout_breaker::kafka::processor::{ensure_topics, run, ProcessorError};
+use rollout_breaker::kafka::restore::restore_partition;
+use rollout_breaker::sim::{Change, Profile, Scenario, TrafficGen, Trigger, SCENARIO_EPOCH_MS};
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const PARTITIONS: i32 = 6;
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            eprintln!("error: {name}={v:?} is not a whole number");
+            std::process::exit(2)
+        }),
+        Err(_) => default,
+    }
+}
+
+/// A name no other run against the same broker has used: `<prefix>-<pid>-<nanos>-<n>`.
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A processor config on fresh topics and a fresh group, HTTP off, processing defaults.
+fn fresh_config(bootstrap: &str, section: &str, policy: Policy) -> Config {
+    let mut c = Config::default();
+    let prefix = unique_name(&format!("rb-bench-{section}"));
+    c.kafka.bootstrap_servers = bootstrap.to_owned();
+    c.kafka.group_id = format!("{prefix}-group");
+    c.kafka.instance_id = "bench".into();
+    c.topics.events = format!("{prefix}-events");
+    c.topics.decisions = format!("{prefix}-decisions");
+    c.topics.commands = format!("{prefix}-commands");
+    c.topics.dead_letter = format!("{prefix}-dlq");
+    c.topics.partitions = PARTITIONS;
+    c.http.listen = None;
+    c.policy = policy;
+    // For experiments with librdkafka settings: `RB_BENCH_KAFKA_OPTIONS=key=value,key=value`.
+    if let Ok(options) = std::env::var("RB_BENCH_KAFKA_OPTIONS") {
+        for kv in options.split(',').filter(|kv| !kv.trim().is_empty()) {
+            let Some((k, v)) = kv.split_once('=') else {
+                eprintln!("error: RB_BENCH_KAFKA_OPTIONS entry {kv:?} is not key=value");
+                std::process::exit(2)
+            };
+            c.kafka
+                .options
+                .insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    c.validate().expect("bench config is valid");
+    c
+}
+
+/// Short windows so verdicts come within seconds of event time.
+fn bench_policy(initial_phase: Phase) -> Policy {
+    Policy {
+        evaluation_interval_ms: 1_000,
+        monitoring_window_ms: 10_000,
+        allowed_lateness_ms: 0,
+        min_samples_per_phase: 5,
+        initial_phase,
+        ..Policy::default()
+    }
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+/// A consumer that assigns partitions itself or only asks the coordinator; never joins.
+fn reader(bootstrap: &str, group: &str, isolation: &str) -> BaseConsumer {
+    client(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // The decisions reader times arrivals: do not let it sleep in a fetch.
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer config is valid")
+}
+
+/// Counts failed deliveries (a bench with lost input would measure nothing).
+#[derive(Default)]
+struct DeliveryCount {
+    failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryCount {}
+
+impl ProducerContext for DeliveryCount {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!("delivery failed: {e}");
+            }
+        }
+    }
+}
+
+type BenchProducer = BaseProducer<DeliveryCount>;
+
+/// Idempotent producer partitioning by key like Java clients (murmur2).
+fn producer(bootstrap: &str, linger_ms: &str) -> BenchProducer {
+    client(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", linger_ms)
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "60000")
+        .create_with_context(DeliveryCount::default())
+        .expect("producer config is valid")
+}
+
+fn send(p: &BenchProducer, mut record: BaseRecord<'_, [u8], [u8]>) {
+    loop {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                p.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => panic!("produce: {e}"),
+        }
+    }
+}
+
+/// Produces `(key, payload, timestamp)` records to `topic` and waits for every delivery.
+fn produce_all<'a>(
+    p: &BenchProducer,
+    topic: &str,
+    records: impl Iterator<Item = (&'a str, Vec<u8>, Option<i64>)>,
+) {
+    for (i, (key, payload, ts)) in records.enumerate() {
+        let mut r = BaseRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(&payload[..]);
+        if let Some(ts) = ts {
+            r = r.timestamp(ts);
+        }
+        send(p, r);
+        if i % 1_000 == 0 {
+            p.poll(Duration::ZERO);
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("flush");
+    let failed = p.context().failed.load(Ordering::Relaxed);
+    assert_eq!(failed, 0, "{failed} records were not delivered to {topic}");
+}
+
+fn produce_events(p: &BenchProducer, topic: &str, events: &[ExecutionEvent], enc: Encoding) {
+    produce_all(
+        p,
+        topic,
+        events.iter().map(|e| {
+            (
+                e.rollout_id.as_str(),
+                codec::encode_event(e, enc),
+                Some(e.timestamp),
+            )
+        }),
+    );
+}
+
+fn high_watermarks(c: &BaseConsumer, topic: &str) -> Vec<i64> {
+    (0..PARTITIONS)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, KAFKA_TIMEOUT)
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// The processor running in-process on `rt`, and the switch that stops it.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ProcessorError>>,
+}
+
+fn start_processor(rt: &Runtime, config: Config) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = rt.spawn(run(config, async move {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+impl Running {
+    fn check_alive(&self) {
+        assert!(
+            !self.task.is_finished(),
+            "the processor stopped early (see the error below)"
+        );
+    }
+    fn stop(self, rt: &Runtime) {
+        let _ = self.stop.send(());
+        match rt.block_on(self.task) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("processor failed: {e}"),
+            Err(e) => panic!("processor task: {e}"),
+        }
+    }
+}
+
+/// One printed row: section, figure, value, target.
+struct Row(&'static str, String, String, &'static str);
+
+// ---------------------------------------------------------------------------------------------
+// 1. Throughput
+
+/// `n` events of `rollouts` rollouts at 10 requests/s each, interleaved in event time, generated
+/// in a closed loop (the router follows the engine's decisions). Even rollouts are good
+/// candidates that reach FULL; odd ones degrade after 20 s and are rolled back.
+fn throughput_events(n: usize, rollouts: usize, policy: &Policy) -> Vec<ExecutionEvent> {
+    let rps = 10u32;
+    let per_rollout = n.div_ceil(rollouts) as i64;
+    let mut gens: Vec<(TrafficGen, Phase, TrafficPercent)> = (0..rollouts)
+        .map(|i| {
+            let changes = if i % 2 == 1 {
+                vec![Change {
+                    when: Trigger::AfterMs(20_000),
+                    candidate: Profile::new(0.70, 2_500.0, 200.0),
+                }]
+            } else {
+                vec![]
+            };
+            let scenario = Scenario {
+                name: format!("bench rollout {i}"),
+                rollout_id: format!("agent-{i:05}"),
+                requests_per_sec: rps,
+                duration_ms: per_rollout * 1_000 / i64::from(rps),
+                start_ms: SCENARIO_EPOCH_MS,
+                baseline: Profile::new(0.97, 1_100.0, 200.0),
+                candidate: Profile::new(0.99, 1_200.0, 100.0),
+                changes,
+                seed: i as u64,
+            };
+            (TrafficGen::new(scenario), Phase::Off, TrafficPercent::ZERO)
+        })
+        .collect();
+    let mut engine = Engine::new(policy.clone(), EngineOptions::default());
+    let mut out = Vec::new();
+    let mut events = Vec::with_capacity(n);
+    'outer: loop {
+        let mut any = false;
+        for (gen, phase, traffic) in &mut gens {
+            let Some(ev) = gen.next_event(*phase, *traffic) else {
+                continue;
+            };
+            any = true;
+            out.clear();
+            engine.apply_event(&ev, &mut out);
+            for d in out.iter().filter(|d| d.is_published()) {
+                (*phase, *traffic) = (d.to, d.traffic);
+            }
+            events.push(ev);
+            if events.len() == n {
+                break 'outer;
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    events
+}
+
+struct Drain {
+    total: Duration,
+    /// From the first record seen (first commit, for the processor) to the last.
+    steady: Duration,
+    steady_records: u64,
+}
+
+/// A plain consumer in a fresh group reads `expected` records from `topic`.
+fn plain_consume(bootstrap: &str, topic: &str, expected: u64) -> Drain {
+    let started = Instant::now();
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", unique_name("rb-bench-plain"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let (mut seen, mut bytes) = (0u64, 0usize);
+    let mut first = None;
+    let deadline = started + Duration::from_secs(600);
+    while seen < expected {
+        assert!(
+            Instant::now() < deadline,
+            "plain consumer read {seen} of {expected} records in 600 s"
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                bytes += m.payload().map_or(0, <[u8]>::len);
+                seen += 1;
+            }
+            Some(Err(e)) => eprintln!("plain consumer: {e}"),
+            None => {}
+        }
+    }
+    std::hint::black_box(bytes);
+    let total = started.elapsed();
+    Drain {
+        total,
+        steady: first.map_or(total, |f| f.elapsed()),
+        steady_records: expected - 1,
+    }
+}
+
+/// Runs the processor until its group has committed every offset up to `high`.
+fn processor_drain(rt: &Runtime, config: &Config, high: &[i64]) -> Drain {
+    // Same group id, never subscribed: asks the coordinator, does not join. read_uncommitted
+    // so the broker answers at once instead of waiting out a pending transactional commit.
+    let watcher = reader(
+        &config.kafka.bootstrap_servers,
+        &config.kafka.group_id,
+        "read_uncommitted",
+    );
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(&config.topics.events, p);
+    }
+    let expected: i64 = high.iter().sum();
+    let started = Instant::now();
+    let running = start_processor(rt, config.clone());
+    let mut first: Option<(Instant, i64)> = None;
+    let deadline = started + Duration::from_secs(900);
+    loop {
+        running.check_alive();
+        assert!(
+            Instant::now() < deadline,
+            "processor did not finish in 900 s"
+        );
+        let got = watcher
+            .committed_offsets(tpl.clone(), KAFKA_TIMEOUT)
+            .expect("committed offsets");
+        let committed: Vec<i64> = (0..PARTITIONS)
+            .map(|p| {
+                got.find_partition(&config.topics.events, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .unwrap_or(0)
+                    .max(0)
+            })
+            .collect();
+        let now = Instant::now();
+        let sum: i64 = committed.iter().sum();
+        if sum > 0 && first.is_none() {
+            first = Some((now, sum));
+        }
+        if committed.iter().zip(high).all(|(c, h)| c >= h) {
+            let total = now - started;
+            running.stop(rt);
+            let (f, at_first) = first.unwrap_or((started, 0));
+            return Drain {
+                total,
+                steady: now - f,
+                steady_records: (expected - at_first) as u64,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn throughput(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
+    let n = env_usize("RB_BENCH_EVENTS", 500_000);
+    let rollouts = env_usize("RB_BENCH_ROLLOUTS", 1_000).max(1);
+    let config = fresh_config(bootstrap, "tput", bench_policy(Phase::Medium));
+    println!(
+        "throughput: {n} events, {rollouts} rollouts (10 req/s each, half degrade after 20 s), \
+         {} encoding, {PARTITIONS} partitions; processor max_batch_records={} max_batch_ms={}; \
+         policy: evaluation {} ms, window {} ms, lateness {} ms, min samples {}, initial {}",
+        match config.topics.events_encoding {
+            Encoding::Json => "JSON",
+            _ => "Avro",
+        },
+        config.processing.max_batch_records,
+        config.processing.max_batch_ms,
+        config.policy.evaluation_interval_ms,
+        config.policy.monitoring_window_ms,
+        config.policy.allowed_lateness_ms,
+        config.policy.min_samples_per_phase,
+        config.policy.initial_phase,
+    );
+    rt.block_on(ensure_topics(&config)).expect("create topics");
+    let t = Instant::now();
+    let events = throughput_events(n, rollouts, &config.policy);
+    let generated = t.elapsed();
+    let t = Instant::now();
+    let p = producer(bootstrap, "5");
+    produce_events(
+        &p,
+        &config.topics.events,
+        &events,
+        config.topics.events_encoding,
+    );
+    let produced = t.elapsed();
+    let bytes: usize = events
+        .iter()
+        .take(1_000)
+        .map(|e| codec::encode_event(e, config.topics.events_encoding).len())
+        .sum();
+    drop(events);
+    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
+    let high = high_watermarks(&meta, &config.topics.events);
+    let total: i64 = high.iter().sum();
+    assert_eq!(
+        total as usize, n,
+        "high watermarks {high:?} do not add up to {n}"
+    );
+    println!(
+        "  generated in {:.1} s, produced in {:.1} s (~{} B/event); per partition {high:?}",
+        generated.as_secs_f64(),
+        produced.as_secs_f64(),
+        bytes / 1_000.max(1)
+    );
+
+    let plain = plain_consume(bootstrap, &config.topics.events, n as u64);
+    let proc = processor_drain(rt, &config, &high);
+    let rate = |records: u64, d: Duration| records as f64 / d.as_secs_f64().max(1e-9);
+    let (plain_rate, proc_rate) = (rate(n as u64, plain.total), rate(n as u64, proc.total));
+    let (plain_steady, proc_steady) = (
+        rate(plain.steady_records, plain.steady),
+        rate(proc.steady_records, proc.steady),
+    );
+    rows.push(Row(
+        "throughput",
+        "plain consumer, whole topic (incl. group join)".into(),
+        format!(
+            "{plain_rate:>10.0} ev/s ({:.2} s)",
+            plain.total.as_secs_f64()
+        ),
+        "",
+    ));
+    rows.push(Row(
+        "throughput",
+        "processor, whole topic (incl. start, group join)".into(),
+        format!("{proc_rate:>10.0} ev/s ({:.2} s)", proc.total.as_secs_f64()),
+        "",
+    ));
+    rows.push(Row(
+        "throughput",
+        "ratio processor / plain".into(),
+        format!("{:>10.2}", proc_rate / plain_rate),
+        ">= 0.8",
+    ));
+    rows.push(Row(
+        "throughput",
+        "plain consumer, first record -> last".into(),
+        format!(
+            "{plain_steady:>10.0} ev/s ({:.2} s)",
+            plain.steady.as_secs_f64()
+        ),
+        "",
+    ));
+    rows.push(Row(
+        "throughput",
+        "processor, first commit seen -> last".into(),
+        format!(
+            "{proc_steady:>10.0} ev/s ({:.2} s)",
+            proc.steady.as_secs_f64()
+        ),
+        "",
+    ));
+    rows.push(Row(
+        "throughput",
+        "ratio, steady state".into(),
+        format!("{:>10.2}", proc_steady / plain_steady),
+        "",
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Decision latency
+
+/// Reads the decisions topic (read_committed) on its own thread and stamps each decision with
+/// the instant it became readable.
+struct DecisionReader {
+    rx: mpsc::Receiver<(Decision, Instant)>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DecisionReader {
+    fn start(config: &Config, from: &[i64]) -> Self {
+        let c = reader(
+            &config.kafka.bootstrap_servers,
+            &unique_name("rb-bench-reader"),
+            "read_committed",
+        );
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in from.iter().enumerate() {
+            tpl.add_partition_offset(&config.topics.decisions, p as i32, Offset::Offset(*o))
+                .expect("partition offset");
+        }
+        c.assign(&tpl).expect("assign decisions");
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (enc, stop2) = (config.topics.decisions_encoding, stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match c.poll(Duration::from_millis(50)) {
+                    Some(Ok(m)) => {
+                        let at = Instant::now();
+                        let d = codec::decode_decision(m.payload().unwrap_or_default(), enc)
+                            .expect("decision decodes");
+                        if tx.send((d, at)).is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => eprintln!("decisions reader: {e}"),
+                    None => {}
+                }
+            }
+        });
+        Self {
+            rx,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DecisionReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Healthy traffic for `rollouts` rollouts at `per_sec` events/s in total, event time = wall
+/// time, until stopped.
+fn background(
+    bootstrap: String,
+    topic: String,
+    enc: Encoding,
+    rollouts: usize,
+    per_sec: u64,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let p = producer(&bootstrap, "5");
+        let ids: Vec<String> = (0..rollouts)
+            .map(|i| format!("background-{i:02}"))
+            .collect();
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let due = started.elapsed().as_millis() as u64 * per_sec / 1_000;
+            let ts = now_ms();
+            while sent < due {
+                let id = &ids[sent as usize % ids.len()];
+                let variant = if sent % 2 == 0 {
+                    Variant::Candidate
+                } else {
+                    Variant::Baseline
+                };
+                let e = ExecutionEvent::new(
+                    id.clone(),
+                    variant,
+                    true,
+                    LatencyMs::new(900.0).unwrap(),
+                    ts,
+                );
+                let payload = codec::encode_event(&e, enc);
+                send(
+                    &p,
+                    BaseRecord::to(&topic)
+                        .key(id.as_bytes())
+                        .payload(&payload[..])
+                        .timestamp(ts),
+                );
+                sent += 1;
+            }
+            p.poll(Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        p.flush(KAFKA_TIMEOUT).expect("flush background");
+        sent
+    })
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:>7.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn latency(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
+    let trials = env_usize("RB_BENCH_TRIALS", 100).max(1);
+    let warmup = 5;
+    let (bg_rollouts, bg_rate) = (12usize, 500u64);
+    let burst = 10usize;
+    let config = fresh_config(bootstrap, "latency", bench_policy(Phase::Probe));
+    let width = config.policy.evaluation_interval_ms as i64;
+    let lateness = config.policy.allowed_lateness_ms as i64;
+    println!(
+        "latency: {trials} trials (+{warmup} warm-up), each a new rollout: {burst} failing candidate \
+         events in one {width} ms bucket, then the event at bucket end + {lateness} ms lateness; \
+         background {bg_rate} healthy ev/s over {bg_rollouts} rollouts; processor max_batch_ms={}; \
+         policy: window {} ms, min samples {}",
+        config.processing.max_batch_ms, config.policy.monitoring_window_ms, config.policy.min_samples_per_phase,
+    );
+    rt.block_on(ensure_topics(&config)).expect("create topics");
+    let decisions = DecisionReader::start(&config, &[0; PARTITIONS as usize]);
+    let running = start_processor(rt, config.clone());
+    let stop_bg = Arc::new(AtomicBool::new(false));
+    let bg = background(
+        bootstrap.to_owned(),
+        config.topics.events.clone(),
+        config.topics.events_encoding,
+        bg_rollouts,
+        bg_rate,
+        stop_bg.clone(),
+    );
+    // Ready once every background rollout has started (partitions assigned and restored).
+    let mut started_bg = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while started_bg.len() < bg_rollouts {
+        running.check_alive();
+        assert!(
+            Instant::now() < deadline,
+            "processor published no START for the background in 90 s"
+        );
+        if let Ok((d, _)) = decisions.rx.recv_timeout(Duration::from_millis(200)) {
+            if d.action == Action::Start {
+                started_bg.insert(d.rollout_id);
+            }
+        }
+    }
+
+    let p = producer(bootstrap, "0");
+    let enc = config.topics.events_encoding;
+    let mut rng = SmallRng::seed_from_u64(7);
+    let mut seen: HashMap<String, Vec<Action>> = HashMap::new();
+    let mut latencies = Vec::with_capacity(trials);
+    for trial in 0..warmup + trials {
+        let id = format!("trial-{trial:04}");
+        let b = now_ms() / width * width;
+        let burst_events: Vec<ExecutionEvent> = (0..burst)
+            .map(|j| {
+                ExecutionEvent::new(
+                    id.clone(),
+                    Variant::Candidate,
+                    false,
+                    LatencyMs::new(1_500.0).unwrap(),
+                    b + j as i64 * 10,
+                )
+            })
+            .collect();
+        produce_events(&p, &config.topics.events, &burst_events, enc);
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..100)));
+        let trigger = ExecutionEvent::new(
+            id.clone(),
+            Variant::Baseline,
+            true,
+            LatencyMs::new(900.0).unwrap(),
+            b + width + lateness,
+        );
+        let payload = codec::encode_event(&trigger, enc);
+        let t0 = Instant::now();
+        send(
+            &p,
+            BaseRecord::to(&config.topics.events)
+                .key(id.as_bytes())
+                .payload(&payload[..])
+                .timestamp(trigger.timestamp),
+        );
+        p.flush(KAFKA_TIMEOUT).expect("flush trigger");
+        let deadline = t0 + Duration::from_secs(30);
+        loop {
+            running.check_alive();
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no ROLLBACK for {id} within 30 s");
+            let Ok((d, at)) = decisions.rx.recv_timeout(left) else {
+                continue;
+            };
+            let done = d.rollout_id == id && d.action == Action::Rollback;
+            if d.rollout_id.starts_with("trial-") {
+                seen.entry(d.rollout_id).or_default().push(d.action);
+            }
+            if done {
+                if trial >= warmup {
+                    latencies.push(at - t0);
+                }
+                break;
+            }
+        }
+    }
+    // Let anything extra about the trial rollouts show up before checking there was none.
+    std::thread::sleep(Duration::from_secs(2));
+    while let Ok((d, _)) = decisions.rx.try_recv() {
+        if d.rollout_id.starts_with("trial-") {
+            seen.entry(d.rollout_id).or_default().push(d.action);
+        }
+    }
+    stop_bg.store(true, Ordering::Relaxed);
+    let bg_sent = bg.join().expect("background thread");
+    running.stop(rt);
+    drop(decisions);
+    let exact = seen
+        .values()
+        .filter(|a| **a == [Action::Start, Action::Rollback])
+        .count();
+    if exact != warmup + trials {
+        let odd: Vec<_> = seen
+            .iter()
+            .filter(|(_, a)| **a != [Action::Start, Action::Rollback])
+            .take(5)
+            .collect();
+        eprintln!("latency: trial rollouts with other decisions than START, ROLLBACK: {odd:?}");
+    }
+    latencies.sort();
+    println!("  background events sent: {bg_sent}");
+    rows.push(Row(
+        "latency",
+        "trials with exactly START + ROLLBACK".into(),
+        format!("{exact:>7} / {}", warmup + trials),
+        "",
+    ));
+    rows.push(Row(
+        "latency",
+        "trigger produced -> ROLLBACK readable, p50".into(),
+        ms(percentile(&latencies, 0.50)),
+        "",
+    ));
+    rows.push(Row(
+        "latency",
+        "trigger produced -> ROLLBACK readable, p99".into(),
+        ms(percentile(&latencies, 0.99)),
+        "< 250 ms",
+    ));
+    rows.push(Row(
+        "latency",
+        "trigger produced -> ROLLBACK readable, max".into(),
+        ms(*latencies.last().expect("trials")),
+        "",
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context: what one transaction costs on this broker
+
+/// Back-to-back transactions shaped like the processor's (one decision, offsets of every events
+/// partition), without any consuming: the floor under both the batch rate and the latency.
+fn transaction_cost(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
+    let rounds = 60;
+    let config = fresh_config(bootstrap, "txn", Policy::default());
+    rt.block_on(ensure_topics(&config)).expect("create topics");
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", &config.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&[&config.topics.events])
+        .expect("subscribe");
+    let deadline = Instant::now() + KAFKA_TIMEOUT;
+    while consumer.assignment().expect("assignment").count() == 0 {
+        assert!(Instant::now() < deadline, "no assignment in 30 s");
+        consumer.poll(Duration::from_millis(100));
+    }
+    let mut producer_config = client(bootstrap);
+    for (k, v) in &config.kafka.options {
+        producer_config.set(k, v);
+    }
+    let producer: BaseProducer = producer_config
+        .set("transactional.id", unique_name("rb-bench-txn"))
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .create()
+        .expect("producer");
+    producer
+        .init_transactions(KAFKA_TIMEOUT)
+        .expect("init transactions");
+    let mut offsets = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        offsets
+            .add_partition_offset(&config.topics.events, p, Offset::Offset(0))
+            .expect("offset");
+    }
+    let (mut totals, mut send_offsets, mut commits) = (Vec::new(), Vec::new(), Vec::new());
+    let mut flushes = Vec::new();
+    for i in 0..rounds {
+        consumer.poll(Duration::ZERO);
+        let meta = consumer.group_metadata().expect("group metadata");
+        let t0 = Instant::now();
+        producer.begin_transaction().expect("begin");
+        let key = format!("txn-{i}");
+        producer
+            .send(
+                BaseRecord::to(&config.topics.decisions)
+                    .partition(i % PARTITIONS)
+                    .key(&key)
+                    .payload("x"),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+        producer.flush(KAFKA_TIMEOUT).expect("flush");
+        let t1 = Instant::now();
+        flushes.push(t1 - t0);
+        producer
+            .send_offsets_to_transaction(&offsets, &meta, KAFKA_TIMEOUT)
+            .expect("send offsets");
+        let t2 = Instant::now();
+        producer.commit_transaction(KAFKA_TIMEOUT).expect("commit");
+        let t3 = Instant::now();
+        if i >= 5 {
+            totals.push(t3 - t0);
+            send_offsets.push(t2 - t1);
+            commits.push(t3 - t2);
+        }
+    }
+    flushes.drain(..5);
+    for v in [&mut totals, &mut send_offsets, &mut commits, &mut flushes] {
+        v.sort();
+    }
+    println!(
+        "transaction: {} back-to-back transactions (1 record + offsets of {PARTITIONS} partitions)",
+        rounds - 5
+    );
+    let stats = |v: &[Duration]| {
+        format!(
+            "{} p50, {} p99",
+            ms(percentile(v, 0.5)).trim(),
+            ms(percentile(v, 0.99)).trim()
+        )
+    };
+    rows.push(Row(
+        "transaction",
+        "send_offsets_to_transaction".into(),
+        stats(&send_offsets),
+        "",
+    ));
+    rows.push(Row(
+        "transaction",
+        "commit_transaction".into(),
+        stats(&commits),
+        "",
+    ));
+    rows.push(Row(
+        "transaction",
+        "whole transaction".into(),
+        stats(&totals),
+        "",
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Restore
+
+fn restore(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
+    let n = env_usize("RB_BENCH_RESTORE_ROLLOUTS", 100_000);
+    let probes = 24usize;
+    let config = fresh_config(bootstrap, "restore", Policy::default());
+    println!(
+        "restore: {n} rollouts (one START each, {:?} encoding, keyed by rollout id, murmur2 \
+         partitioning) over {PARTITIONS} partitions",
+        config.topics.decisions_encoding,
+    );
+    rt.block_on(ensure_topics(&config)).expect("create topics");
+    let mut engine = Engine::new(config.policy.clone(), EngineOptions::default());
+    let mut starts = Vec::with_capacity(n);
+    for i in 0..n {
+        let e = ExecutionEvent::new(
+            format!("restored-{i:06}"),
+            Variant::Baseline,
+            true,
+            LatencyMs::new(900.0).unwrap(),
+            SCENARIO_EPOCH_MS + i as i64,
+        );
+        starts.extend(engine.apply(&e).into_iter().filter(Decision::is_published));
+    }
+    assert_eq!(starts.len(), n);
+    drop(engine);
+    let p = producer(bootstrap, "5");
+    let t = Instant::now();
+    let enc = config.topics.decisions_encoding;
+    produce_all(
+        &p,
+        &config.topics.decisions,
+        starts
+            .iter()
+            .map(|d| (d.rollout_id.as_str(), codec::encode_decision(d, enc), None)),
+    );
+    println!("  decisions produced in {:.1} s", t.elapsed().as_secs_f64());
+    drop(starts);
+
+    let (mut sum, mut max, mut restored) = (Duration::ZERO, Duration::ZERO, 0usize);
+    let mut per_partition = Vec::new();
+    for part in 0..PARTITIONS {
+        let mut engine = Engine::new(config.policy.clone(), EngineOptions::default());
+        let t = Instant::now();
+        let stats = restore_partition(&config, part, None, &mut engine).expect("restore");
+        let took = t.elapsed();
+        assert_eq!(stats.rollouts, engine.len());
+        assert_eq!(stats.undecodable_decisions, 0);
+        restored += stats.rollouts;
+        per_partition.push(format!(
+            "p{part}: {} in {:.0} ms",
+            stats.rollouts,
+            took.as_secs_f64() * 1e3
+        ));
+        sum += took;
+        max = max.max(took);
+    }
+    println!("  {}", per_partition.join(", "));
+    assert_eq!(restored, n, "restored {restored} rollouts of {n}");
+
+    // The processor's own start: fresh events of new rollouts in every partition are waiting;
+    // their STARTs are published once the processor has joined and restored every partition.
+    let probe_events: Vec<ExecutionEvent> = (0..probes)
+        .map(|i| {
+            ExecutionEvent::new(
+                format!("probe-{i:02}"),
+                Variant::Baseline,
+                true,
+                LatencyMs::new(900.0).unwrap(),
+                SCENARIO_EPOCH_MS,
+            )
+        })
+        .collect();
+    produce_events(
+        &p,
+        &config.topics.events,
+        &probe_events,
+        config.topics.events_encoding,
+    );
+    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
+    let event_parts = high_watermarks(&meta, &config.topics.events)
+        .iter()
+        .filter(|h| **h > 0)
+        .count();
+    let decisions =
+        DecisionReader::start(&config, &high_watermarks(&meta, &config.topics.decisions));
+    let t = Instant::now();
+    let running = start_processor(rt, config.clone());
+    let mut started = 0;
+    let deadline = t + Duration::from_secs(120);
+    while started < probes {
+        running.check_alive();
+        assert!(
+            Instant::now() < deadline,
+            "{started} of {probes} probe STARTs after 120 s"
+        );
+        if let Ok((d, _)) = decisions.rx.recv_timeout(Duration::from_millis(100)) {
+            started += usize::from(d.rollout_id.starts_with("probe-") && d.action == Action::Start);
+        }
+    }
+    let e2e = t.elapsed();
+    running.stop(rt);
+    rows.push(Row(
+        "restore",
+        format!("restore_partition x{PARTITIONS}, sum ({n} rollouts)"),
+        ms(sum),
+        "< 3 s",
+    ));
+    rows.push(Row(
+        "restore",
+        "restore_partition, slowest partition".into(),
+        ms(max),
+        "",
+    ));
+    rows.push(Row(
+        "restore",
+        format!(
+            "processor start -> first decisions in {event_parts} partitions (incl. group join)"
+        ),
+        ms(e2e),
+        "",
+    ));
+}
+
+fn main() {
+    let bootstrap = std::env::var("KAFKA_BOOTSTRAP")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1:19092".into());
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
+
+    let probe: BaseConsumer = client(&bootstrap).create().expect("client config is valid");
+    if let Err(e) = probe.fetch_metadata(None, Duration::from_secs(5)) {
+        eprintln!(
+            "error: no Kafka broker reachable at {bootstrap} ({e}).\n\
+             Start the local one with `scripts/kafka.sh start`, or set KAFKA_BOOTSTRAP=host:port."
+        );
+        std::process::exit(1);
+    }
+    drop(probe);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut rows = Vec::new();
+    println!("processor bench against {bootstrap}");
+    if let Ok(options) = std::env::var("RB_BENCH_KAFKA_OPTIONS") {
+        println!("processor kafka.options from RB_BENCH_KAFKA_OPTIONS: {options}");
+    }
+    if wants("throughput") {
+        throughput(&rt, &bootstrap, &mut rows);
+    }
+    if wants("latency") {
+        latency(&rt, &bootstrap, &mut rows);
+    }
+    if wants("transaction") {
+        transaction_cost(&rt, &bootstrap, &mut rows);
+    }
+    if wants("restore") {
+        restore(&rt, &bootstrap, &mut rows);
+    }
+    let w = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    println!();
+    println!("{:<12} {:<w$}  {:<28} target", "section", "figure", "value");
+    for Row(section, figure, value, target) in &rows {
+        println!("{section:<12} {figure:<w$}  {value:<28} {target}");
+    }
+}
