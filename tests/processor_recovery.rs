@@ -53,7 +53,7 @@ fn spawn_processor(config_path: &std::path::Path, instance: &str) -> Child {
         .args(["run", "--config"])
         .arg(config_path)
         .args(["--instance-id", instance, "--http-listen", "off"])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,rollout_breaker::kafka::restore=info")
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn processor")

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 // FxHash: rollout ids are not attacker-chosen keys of an exposed service, and the lookup is on
 // the per-event hot path (SipHash was 10 % of the engine's instructions).
+use compact_str::CompactString;
 use rustc_hash::FxHashMap as HashMap;
 
 use super::command::{Command, CommandError, CommandKind};
@@ -63,7 +64,8 @@ pub struct EngineCounters {
 pub struct Engine {
     default_policy: Arc<Policy>,
     options: EngineOptions,
-    rollouts: HashMap<String, Rollout>,
+    // Inline keys (up to 24 bytes): comparing a key touches no other cache line.
+    rollouts: HashMap<CompactString, Rollout>,
     counters: EngineCounters,
 }
 
@@ -118,7 +120,8 @@ impl Engine {
             ),
         ));
         r.apply_event(event, out);
-        self.rollouts.insert(event.rollout_id.clone(), r);
+        self.rollouts
+            .insert(CompactString::from(event.rollout_id.as_str()), r);
     }
 
     /// Rebuilds a restored rollout's windows from an event processed before the restart,
@@ -143,7 +146,8 @@ impl Engine {
                     Rollout::new(cmd.rollout_id.clone(), self.default_policy.clone(), false);
                 let d = r.apply_command(cmd);
                 if d.is_ok() {
-                    self.rollouts.insert(cmd.rollout_id.clone(), r);
+                    self.rollouts
+                        .insert(CompactString::from(cmd.rollout_id.as_str()), r);
                 }
                 d
             }
@@ -168,7 +172,7 @@ impl Engine {
         };
         let r = self
             .rollouts
-            .entry(decision.rollout_id.clone())
+            .entry(CompactString::from(decision.rollout_id.as_str()))
             .or_insert_with(|| Rollout::new(decision.rollout_id.clone(), policy.clone(), custom));
         r.restore(decision, policy, custom);
         result

@@ -126,27 +126,55 @@ pub fn bucket_start(t: EventTime, width_ms: u64) -> EventTime {
 }
 
 /// The tumbling buckets of one variant of one rollout, keyed by bucket start.
+///
+/// The newest bucket is kept inline (`hot`): nearly every event lands in it, and keeping it
+/// next to the rollout's other fields saves the cache misses of a tree lookup on the per-event
+/// path. Older buckets live in an ordered map.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VariantWindow {
+    hot: Option<(EventTime, Bucket)>,
     buckets: BTreeMap<EventTime, Bucket>,
 }
 
 impl VariantWindow {
     /// Adds an execution to the bucket starting at `start`.
     pub fn record(&mut self, start: EventTime, success: bool, latency: LatencyMs) {
-        self.buckets
-            .entry(start)
-            .or_default()
-            .record(success, latency);
+        match &mut self.hot {
+            Some((s, b)) if *s == start => b.record(success, latency),
+            Some((s, _)) if start < *s => self
+                .buckets
+                .entry(start)
+                .or_default()
+                .record(success, latency),
+            _ => {
+                let mut b = Bucket::default();
+                b.record(success, latency);
+                if let Some((s, old)) = self.hot.replace((start, b)) {
+                    self.buckets.insert(s, old);
+                }
+            }
+        }
+    }
+
+    fn in_range(&self, from: EventTime, to: EventTime) -> impl Iterator<Item = &Bucket> {
+        let cold = if from < to {
+            Some(self.buckets.range(from..to).map(|(_, b)| b))
+        } else {
+            None
+        };
+        let hot = self
+            .hot
+            .as_ref()
+            .filter(|(s, _)| (from..to).contains(s))
+            .map(|(_, b)| b);
+        cold.into_iter().flatten().chain(hot)
     }
 
     /// Merge of the buckets whose start lies in `[from, to)`.
     pub fn aggregate(&self, from: EventTime, to: EventTime) -> Bucket {
         let mut total = Bucket::default();
-        if from < to {
-            for b in self.buckets.range(from..to).map(|(_, b)| b) {
-                total.merge(b);
-            }
+        for b in self.in_range(from, to) {
+            total.merge(b);
         }
         total
     }
@@ -155,12 +183,10 @@ impl VariantWindow {
     /// sketches (quantiles are left at 0). Cheap enough to run at every evaluation.
     pub fn aggregate_counts(&self, from: EventTime, to: EventTime) -> VariantMetrics {
         let (mut samples, mut successes, mut sum) = (0u64, 0u64, 0u64);
-        if from < to {
-            for b in self.buckets.range(from..to).map(|(_, b)| b) {
-                samples += b.samples;
-                successes += b.successes;
-                sum = sum.saturating_add(b.latency_sum_us);
-            }
+        for b in self.in_range(from, to) {
+            samples += b.samples;
+            successes += b.successes;
+            sum = sum.saturating_add(b.latency_sum_us);
         }
         let (rate, mean) = if samples == 0 {
             (0.0, 0.0)
@@ -187,26 +213,37 @@ impl VariantWindow {
             }
             entry.remove();
         }
+        if self.hot.as_ref().is_some_and(|(s, _)| *s < cutoff) {
+            self.hot = None;
+        }
     }
 
     /// First bucket start at or after `from`, if any.
     pub fn first_start_from(&self, from: EventTime) -> Option<EventTime> {
-        self.buckets.range(from..).next().map(|(s, _)| *s)
+        let cold = self.buckets.range(from..).next().map(|(s, _)| *s);
+        let hot = self.hot.as_ref().map(|(s, _)| *s).filter(|s| *s >= from);
+        match (cold, hot) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Buckets currently held (for memory accounting and tests).
     pub fn len(&self) -> usize {
-        self.buckets.len()
+        self.buckets.len() + usize::from(self.hot.is_some())
     }
 
     /// Whether no bucket is held.
     pub fn is_empty(&self) -> bool {
-        self.buckets.is_empty()
+        self.len() == 0
     }
 
     /// The bucket starting at `start`, if it holds anything.
     pub fn bucket(&self, start: EventTime) -> Option<&Bucket> {
-        self.buckets.get(&start)
+        match &self.hot {
+            Some((s, b)) if *s == start => Some(b),
+            _ => self.buckets.get(&start),
+        }
     }
 }
 

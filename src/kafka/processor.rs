@@ -326,32 +326,76 @@ impl Processor {
             }
         }
         let events_topic = self.config.topics.events.clone();
+        let mut to_restore = Vec::new();
         for (topic, p) in assigned {
             if topic != events_topic || self.partitions.contains_key(&p) {
                 continue;
             }
-            let committed = self.committed(p)?;
-            let state = match self.parked.remove(&p) {
+            let committed = committed(&self.consumer, &self.config, p)?;
+            match self.parked.remove(&p) {
                 Some(state) if state.committed == committed => {
                     info!(
                         partition = p,
                         "Partition re-assigned unchanged; parked state reused."
                     );
-                    state
+                    self.partitions.insert(p, state);
                 }
-                _ => {
-                    let mut engine = Engine::new(
-                        self.config.policy.clone(),
-                        EngineOptions {
-                            auto_start: self.config.processing.auto_start,
-                        },
-                    );
-                    let stats = restore_partition(&self.config, p, committed.0, &mut engine)?;
-                    metrics::counter!(observe::RESTORE_DECISIONS).increment(stats.decisions_read);
-                    metrics::counter!(observe::RESTORE_EVENTS).increment(stats.events_replayed);
-                    PartitionState { engine, committed }
-                }
-            };
+                _ => to_restore.push((p, committed)),
+            }
+        }
+        // Partitions restore in parallel, each with consumers of its own; nothing of theirs is
+        // processed before every one has finished.
+        let config = &self.config;
+        let consumer = &self.consumer;
+        let restored: Vec<Result<(i32, PartitionState), KafkaError>> = std::thread::scope(
+            |scope| {
+                let handles: Vec<_> = to_restore
+                .iter()
+                .map(|&(p, committed)| {
+                    scope.spawn(move || {
+                        let mut engine = Engine::new(
+                            config.policy.clone(),
+                            EngineOptions {
+                                auto_start: config.processing.auto_start,
+                            },
+                        );
+                        let mut committed = committed;
+                        let mut stats = restore_partition(config, p, committed.0, &mut engine)?;
+                        // Decisions exist only with the offsets committed in their transaction:
+                        // decisions without a visible offset mean the offset fetch answered
+                        // before the zombie's transaction was resolved. Wait and restore again.
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        while stats.rollouts > 0 && committed.0.is_none() {
+                            if Instant::now() > deadline {
+                                return Err(KafkaError::Global(
+                                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+                                ));
+                            }
+                            warn!(partition = p, "Decisions found but no committed offset visible yet; restoring again.");
+                            std::thread::sleep(Duration::from_millis(200));
+                            committed = self::committed(consumer, config, p)?;
+                            engine = Engine::new(
+                                config.policy.clone(),
+                                EngineOptions {
+                                    auto_start: config.processing.auto_start,
+                                },
+                            );
+                            stats = restore_partition(config, p, committed.0, &mut engine)?;
+                        }
+                        metrics::counter!(observe::RESTORE_DECISIONS).increment(stats.decisions_read);
+                        metrics::counter!(observe::RESTORE_EVENTS).increment(stats.events_replayed);
+                        Ok((p, PartitionState { engine, committed }))
+                    })
+                })
+                .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("restore thread panicked"))
+                    .collect()
+            },
+        );
+        for r in restored {
+            let (p, state) = r?;
             self.partitions.insert(p, state);
         }
         self.parked.retain(|p, _| !self.partitions.contains_key(p));
@@ -364,25 +408,6 @@ impl Processor {
                 .sum::<usize>() as f64,
         );
         Ok(())
-    }
-
-    /// The group's committed offsets of (events-p, commands-p).
-    fn committed(&self, p: i32) -> Result<(Option<i64>, Option<i64>), KafkaError> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.config.topics.events, p);
-        tpl.add_partition(&self.config.topics.commands, p);
-        let got = self
-            .consumer
-            .committed_offsets(tpl, Duration::from_secs(30))?;
-        let off = |t: &str| {
-            got.find_partition(t, p)
-                .and_then(|e| e.offset().to_raw())
-                .filter(|o| *o >= 0)
-        };
-        Ok((
-            off(&self.config.topics.events),
-            off(&self.config.topics.commands),
-        ))
     }
 
     fn process_batch(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
@@ -408,10 +433,18 @@ impl Processor {
             let is_events = m.topic() == self.config.topics.events;
             next.insert((is_events, p), m.offset() + 1);
             metrics::counter!(observe::RECORDS_IN, "topic" => if is_events { "events" } else { "commands" }).increment(1);
+            let payload = m.payload().unwrap_or_default();
             let Some(state) = self.partitions.get_mut(&p) else {
+                // A commands partition whose events partition is not ours (only possible with
+                // an assignor that splits co-partitioned topics): never drop it silently.
+                self.dead_letters.push(true);
+                self.dead_letter(
+                    m,
+                    "unowned_partition",
+                    "the events partition of this record is assigned to another instance; use the range assignor",
+                )?;
                 continue;
             };
-            let payload = m.payload().unwrap_or_default();
             let outcome: Result<(), (&'static str, String)> =
                 if payload.len() > self.config.processing.max_record_bytes {
                     Err((
@@ -591,6 +624,40 @@ impl Drop for Processor {
     fn drop(&mut self) {
         // Leave the group promptly so partitions move without waiting for the session timeout.
         self.consumer.unsubscribe();
+    }
+}
+
+fn committed(
+    consumer: &BaseConsumer<Ctx>,
+    config: &Config,
+    p: i32,
+) -> Result<(Option<i64>, Option<i64>), KafkaError> {
+    // Right after a crash, the zombie's last transaction may still be being aborted: the
+    // group then answers UNSTABLE_OFFSET_COMMIT for its partitions. The consumer's own
+    // fetch position waits for that internally; the restore must wait too, or it would
+    // rebuild windows up to no offset at all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&config.topics.events, p);
+        tpl.add_partition(&config.topics.commands, p);
+        let got = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+        let unstable = got.elements().iter().find_map(|e| e.error().err());
+        match unstable {
+            Some(e) if Instant::now() < deadline => {
+                info!(partition = p, error = %e, "Committed offsets not stable yet; waiting.");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Some(e) => return Err(e),
+            None => {}
+        }
+        let off = |t: &str| {
+            got.find_partition(t, p)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0)
+        };
+        return Ok((off(&config.topics.events), off(&config.topics.commands)));
     }
 }
 

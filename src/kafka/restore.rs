@@ -46,8 +46,12 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Reads partition `p` of `topic` from `start` until the position reaches `end`, handing every
 /// record (offset, timestamp, payload) to `f`.
+///
+/// Each read gets a consumer of its own: right after a re-assignment, a reused consumer may
+/// still report the position of its previous read of the same partition, which would end the
+/// loop before anything was read.
 fn read_range(
-    consumer: &BaseConsumer,
+    config: &Config,
     topic: &str,
     partition: i32,
     start: i64,
@@ -57,17 +61,18 @@ fn read_range(
     if start >= end {
         return Ok(());
     }
+    let consumer: BaseConsumer =
+        reader_config(&config.kafka, &format!("{}-restore", config.kafka.group_id)).create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + RESTORE_TIMEOUT;
+    // Track the next offset from the records themselves; ask for the consumer's position only
+    // when nothing arrives, which is how a read past trailing transaction markers (offsets
+    // that are never delivered) ends.
+    let mut next = start;
     loop {
-        let pos = consumer
-            .position()?
-            .find_partition(topic, partition)
-            .and_then(|e| e.offset().to_raw())
-            .unwrap_or(start);
-        if pos >= end {
+        if next >= end {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -75,19 +80,28 @@ fn read_range(
                 rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
             ));
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            // Reassigning does not guarantee that records fetched for the previous assignment
-            // (another topic) are gone from the queue: take only this partition's.
-            Some(Ok(m)) if m.topic() == topic && m.partition() == partition && m.offset() < end => {
-                f(
-                    m.offset(),
-                    m.timestamp().to_millis(),
-                    m.payload().unwrap_or_default(),
-                );
+        match consumer.poll(Duration::from_millis(20)) {
+            // Take only this partition's records (defensive: the consumer is ours alone).
+            Some(Ok(m)) if m.topic() == topic && m.partition() == partition => {
+                if m.offset() < end {
+                    f(
+                        m.offset(),
+                        m.timestamp().to_millis(),
+                        m.payload().unwrap_or_default(),
+                    );
+                }
+                next = next.max(m.offset() + 1);
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => warn!(topic, partition, error = %e, "Restore read error; retrying."),
-            None => {}
+            None => {
+                let pos = consumer
+                    .position()?
+                    .find_partition(topic, partition)
+                    .and_then(|e| e.offset().to_raw())
+                    .unwrap_or(start);
+                next = next.max(pos);
+            }
         }
     }
 }
@@ -103,8 +117,8 @@ pub fn restore_partition(
 ) -> Result<RestoreStats, KafkaError> {
     let started = Instant::now();
     let mut stats = RestoreStats::default();
-    let group = format!("{}-restore", config.kafka.group_id);
-    let consumer: BaseConsumer = reader_config(&config.kafka, &group).create()?;
+    let consumer: BaseConsumer =
+        reader_config(&config.kafka, &format!("{}-restore", config.kafka.group_id)).create()?;
     let topics = &config.topics;
     let timeout = Duration::from_secs(30);
 
@@ -112,7 +126,7 @@ pub fn restore_partition(
     let (low, high) = consumer.fetch_watermarks(&topics.decisions, partition, timeout)?;
     let mut latest: HashMap<String, Decision> = HashMap::new();
     read_range(
-        &consumer,
+        config,
         &topics.decisions,
         partition,
         low,
@@ -159,7 +173,7 @@ pub fn restore_partition(
             // Event time of the last committed event.
             let mut last_ts = None;
             read_range(
-                &consumer,
+                config,
                 &topics.events,
                 partition,
                 committed - 1,
@@ -183,8 +197,12 @@ pub fn restore_partition(
                 Some(Offset::Offset(o)) => o.max(ev_low),
                 _ => committed,
             };
+            info!(
+                partition,
+                last_ts, from_ts, from, committed, "Rebuilding windows from the events topic."
+            );
             read_range(
-                &consumer,
+                config,
                 &topics.events,
                 partition,
                 from,
