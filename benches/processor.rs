@@ -49,6 +49,8 @@ use tokio::task::JoinHandle;
 
 const PARTITIONS: i32 = 6;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events whose encoded size is averaged for the printed record size.
+const SIZE_SAMPLE: usize = 1_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
@@ -90,9 +92,9 @@ fn fresh_config(bootstrap: &str, section: &str, policy: Policy) -> Config {
     c.topics.partitions = PARTITIONS;
     c.http.listen = None;
     c.policy = policy;
-    // For experiments with librdkafka settings: `RB_BENCH_KAFKA_OPTIONS=key=value,key=value`.
+    // For experiments with librdkafka settings: `RB_BENCH_KAFKA_OPTIONS='key=value;key=value'`.
     if let Ok(options) = std::env::var("RB_BENCH_KAFKA_OPTIONS") {
-        for kv in options.split(',').filter(|kv| !kv.trim().is_empty()) {
+        for kv in options.split(';').filter(|kv| !kv.trim().is_empty()) {
             let Some((k, v)) = kv.split_once('=') else {
                 eprintln!("error: RB_BENCH_KAFKA_OPTIONS entry {kv:?} is not key=value");
                 std::process::exit(2)
@@ -461,7 +463,7 @@ fn throughput(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     let produced = t.elapsed();
     let bytes: usize = events
         .iter()
-        .take(1_000)
+        .take(SIZE_SAMPLE)
         .map(|e| codec::encode_event(e, config.topics.events_encoding).len())
         .sum();
     drop(events);
@@ -476,7 +478,7 @@ fn throughput(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
         "  generated in {:.1} s, produced in {:.1} s (~{} B/event); per partition {high:?}",
         generated.as_secs_f64(),
         produced.as_secs_f64(),
-        bytes / 1_000.max(1)
+        bytes / SIZE_SAMPLE.min(n).max(1)
     );
 
     let plain = plain_consume(bootstrap, &config.topics.events, n as u64);
@@ -896,6 +898,12 @@ fn transaction_cost(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
             ms(percentile(v, 0.99)).trim()
         )
     };
+    rows.push(Row(
+        "transaction",
+        "begin + produce 1 record + flush".into(),
+        stats(&flushes),
+        "",
+    ));
     rows.push(Row(
         "transaction",
         "send_offsets_to_transaction".into(),
