@@ -148,10 +148,17 @@ pub async fn run(brokers: Option<String>) -> Result<DemoReport, DemoError> {
     emitter_config.encoding = config.topics.events_encoding;
     let emitter = EventEmitter::new(emitter_config)?;
 
-    let scenarios = vec![
+    // Played in the present: a real broker would delete events older than its retention.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(crate::sim::SCENARIO_EPOCH_MS, |d| d.as_millis() as i64);
+    let mut scenarios = vec![
         Scenario::successful_rollout(GOOD),
         Scenario::automatic_rollback(BAD),
     ];
+    for s in &mut scenarios {
+        s.start_ms = now - now % 10_000;
+    }
     println!(
         "{:>6}  {:<16} {:<8} {:>7} {:>9} {:>9}",
         "t(sim)", "rollout", "phase", "traffic", "events", "candidate"

@@ -48,6 +48,17 @@ fn fleet(n: usize, secs: i64, policy: &Policy) -> Vec<ExecutionEvent> {
     events
 }
 
+/// Sum of the decisions topic's end offsets: grows with every committed transaction.
+fn decision_end_offsets(watcher: &BaseConsumer, config: &Config) -> i64 {
+    (0..config.topics.partitions)
+        .map(|p| {
+            watcher
+                .fetch_watermarks(&config.topics.decisions, p, Duration::from_secs(10))
+                .map_or(0, |w| w.1)
+        })
+        .sum()
+}
+
 fn spawn_processor(config_path: &std::path::Path, instance: &str) -> Child {
     Proc::new(env!("CARGO_BIN_EXE_rollout-breaker"))
         .args(["run", "--config"])
@@ -96,29 +107,22 @@ async fn sigkill_at_three_points_leaves_the_same_decisions_as_an_uninterrupted_r
         .unwrap();
     let producer = producer(&kafka.bootstrap);
     let chunks: Vec<&[ExecutionEvent]> = events.chunks(events.len() / 4 + 1).collect();
+    let watcher: BaseConsumer =
+        common::consumer_config(&kafka.bootstrap, &common::unique_name("watch"))
+            .create()
+            .unwrap();
     let mut kills = 0;
     for (i, chunk) in chunks.iter().enumerate() {
         produce_events(&producer, &config.topics.events, chunk, Encoding::Json).await;
+        let before = decision_end_offsets(&watcher, &config);
         let mut child = spawn_processor(&path, "crashy");
         if i + 1 < chunks.len() {
-            // Let it restore and get going, then kill it without warning mid-stream.
-            let seen_before = count(&read_all(
-                &kafka.bootstrap,
-                &config,
-                usize::MAX,
-                Duration::from_millis(200),
-            ));
+            // Let it restore and commit its first transaction, then kill it without warning
+            // while it is still working through the backlog (the decisions topic's end offsets
+            // move with every committed transaction).
             let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let now = count(&read_all(
-                    &kafka.bootstrap,
-                    &config,
-                    usize::MAX,
-                    Duration::from_millis(300),
-                ));
-                if now > seen_before || Instant::now() > deadline {
-                    break;
-                }
+            while decision_end_offsets(&watcher, &config) <= before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
             }
             child.kill().expect("SIGKILL");
             child.wait().unwrap();

@@ -727,6 +727,15 @@ pub async fn run(
         )
         .await?;
     }
+    // If this future is dropped (its task cancelled, its runtime shutting down), the loop on
+    // the blocking thread must still stop, or the runtime would wait for it forever.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_on_drop = StopOnDrop(stop.clone());
     let loop_stop = stop.clone();
     let loop_health = health.clone();
     let mut worker = tokio::task::spawn_blocking(move || {

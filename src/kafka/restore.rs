@@ -168,7 +168,11 @@ pub fn restore_partition(
 
     // 2. Windows.
     if let Some(committed) = committed_events_offset.filter(|_| !latest.is_empty()) {
-        let (ev_low, _) = consumer.fetch_watermarks(&topics.events, partition, timeout)?;
+        let (ev_low, ev_high) = consumer.fetch_watermarks(&topics.events, partition, timeout)?;
+        info!(
+            partition,
+            committed, ev_low, ev_high, "Events partition before window rebuild."
+        );
         if committed > ev_low {
             // Event time of the last committed event.
             let mut last_ts = None;
@@ -223,6 +227,7 @@ pub fn restore_partition(
         rollouts = stats.rollouts,
         decisions = stats.decisions_read,
         events_replayed = stats.events_replayed,
+        committed = ?committed_events_offset,
         ms = stats.elapsed.as_millis() as u64,
         "Restored partition."
     );

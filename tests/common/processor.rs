@@ -13,7 +13,7 @@ use rollout_breaker::config::Config;
 use rollout_breaker::engine::{
     Command, Decision, Engine, EngineOptions, ExecutionEvent, Phase, Policy, TrafficPercent,
 };
-use rollout_breaker::sim::{Scenario, TrafficGen};
+use rollout_breaker::sim::{Scenario, TrafficGen, SCENARIO_EPOCH_MS};
 
 use super::{consumer_config, producer_config, unique_name};
 
@@ -40,9 +40,22 @@ pub fn config(bootstrap: &str, partitions: i32) -> Config {
     c
 }
 
+/// The current time floored to a minute: Kafka tests play scenarios in the present, because a
+/// broker deletes records whose timestamps are older than its retention (7 days by default) —
+/// a scenario set in the past would lose its events to the retention checker mid-test.
+pub fn now_epoch_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    now - now % 60_000
+}
+
 /// Events of a scenario generated in a closed loop against an in-memory engine (the router
-/// follows the engine's decisions), as agents would have produced them.
-pub fn scenario_events(scenario: Scenario, policy: &Policy) -> Vec<ExecutionEvent> {
+/// follows the engine's decisions), as agents would have produced them. The scenario is moved
+/// from [`SCENARIO_EPOCH_MS`] to the present (see [`now_epoch_ms`]).
+pub fn scenario_events(mut scenario: Scenario, policy: &Policy) -> Vec<ExecutionEvent> {
+    scenario.start_ms = now_epoch_ms() + (scenario.start_ms - SCENARIO_EPOCH_MS);
     let mut engine = Engine::new(policy.clone(), EngineOptions::default());
     let mut gen = TrafficGen::new(scenario);
     let (mut phase, mut traffic) = (Phase::Off, TrafficPercent::ZERO);
