@@ -282,3 +282,32 @@ pub fn builtin(
     }
     Some(s)
 }
+
+/// A scenario played against an in-memory engine in a closed loop: every request is routed
+/// with the phase the engine last published, as production routers would.
+#[derive(Debug, Clone, Default)]
+pub struct ClosedLoop {
+    /// Every event, in the order served.
+    pub events: Vec<ExecutionEvent>,
+    /// Every published decision, with the number of events served before it was published.
+    pub published: Vec<(usize, crate::engine::Decision)>,
+}
+
+/// Plays `scenario` against a fresh engine with `policy` (see [`ClosedLoop`]).
+pub fn closed_loop(scenario: Scenario, policy: &crate::engine::Policy) -> ClosedLoop {
+    use crate::engine::{Engine, EngineOptions};
+    let mut engine = Engine::new(policy.clone(), EngineOptions::default());
+    let mut gen = TrafficGen::new(scenario);
+    let (mut phase, mut traffic) = (Phase::Off, TrafficPercent::ZERO);
+    let mut out = ClosedLoop::default();
+    while let Some(ev) = gen.next_event(phase, traffic) {
+        for d in engine.apply(&ev) {
+            if d.is_published() {
+                (phase, traffic) = (d.to, d.traffic);
+                out.published.push((out.events.len() + 1, d));
+            }
+        }
+        out.events.push(ev);
+    }
+    out
+}

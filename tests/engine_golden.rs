@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use rollout_breaker::engine::{
-    Decision, Engine, EngineOptions, ExecutionEvent, Phase, Policy, Schedule, TrafficPercent,
+    Decision, Engine, EngineOptions, ExecutionEvent, Policy, Schedule, TrafficPercent,
 };
-use rollout_breaker::sim::{Scenario, TrafficGen};
+use rollout_breaker::sim::Scenario;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,17 +39,7 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
 
 /// Closed-loop generation of the event log (used only to (re)write the fixture).
 fn generate(scenario: Scenario) -> Vec<ExecutionEvent> {
-    let mut engine = Engine::new(policy(), EngineOptions::default());
-    let mut gen = TrafficGen::new(scenario);
-    let (mut phase, mut traffic) = (Phase::Off, TrafficPercent::ZERO);
-    let mut events = Vec::new();
-    while let Some(ev) = gen.next_event(phase, traffic) {
-        for d in engine.apply(&ev).into_iter().filter(Decision::is_published) {
-            (phase, traffic) = (d.to, d.traffic);
-        }
-        events.push(ev);
-    }
-    events
+    rollout_breaker::sim::closed_loop(scenario, &policy()).events
 }
 
 fn decide(events: &[ExecutionEvent]) -> Vec<Decision> {

@@ -5,7 +5,7 @@ use rollout_breaker::engine::{
     Action, BreakerState, Command, CommandKind, Decision, Engine, EngineOptions, ExecutionEvent,
     Phase, Policy,
 };
-use rollout_breaker::sim::{Scenario, TrafficGen};
+use rollout_breaker::sim::Scenario;
 
 /// Plays a scenario against a fresh engine; returns the events served and every published
 /// decision, with the number of events served before it was published.
@@ -18,23 +18,8 @@ fn play_indexed(
     scenario: Scenario,
     policy: Policy,
 ) -> (Vec<ExecutionEvent>, Vec<(usize, Decision)>) {
-    let mut engine = Engine::new(policy.clone(), EngineOptions::default());
-    let mut gen = TrafficGen::new(scenario);
-    let (mut phase, mut traffic) = (Phase::Off, policy.schedule.percent(Phase::Off));
-    let (mut events, mut published) = (Vec::new(), Vec::new());
-    // Before the first decision the rollout is unknown to routers: baseline only. The first
-    // event starts the rollout.
-    while let Some(ev) = gen.next_event(phase, traffic) {
-        for d in engine.apply(&ev) {
-            if d.is_published() {
-                phase = d.to;
-                traffic = d.traffic;
-                published.push((events.len() + 1, d));
-            }
-        }
-        events.push(ev);
-    }
-    (events, published)
+    let run = rollout_breaker::sim::closed_loop(scenario, &policy);
+    (run.events, run.published)
 }
 
 fn actions(ds: &[Decision]) -> Vec<(Action, Phase, Phase)> {

@@ -10,10 +10,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use rollout_breaker::codec::{self, Encoding};
 use rollout_breaker::config::Config;
-use rollout_breaker::engine::{
-    Command, Decision, Engine, EngineOptions, ExecutionEvent, Phase, Policy, TrafficPercent,
-};
-use rollout_breaker::sim::{Scenario, TrafficGen, SCENARIO_EPOCH_MS};
+use rollout_breaker::engine::{Command, Decision, Engine, EngineOptions, ExecutionEvent, Policy};
+use rollout_breaker::sim::{Scenario, SCENARIO_EPOCH_MS};
 
 use super::{consumer_config, producer_config, unique_name};
 
@@ -56,17 +54,7 @@ pub fn now_epoch_ms() -> i64 {
 /// from [`SCENARIO_EPOCH_MS`] to the present (see [`now_epoch_ms`]).
 pub fn scenario_events(mut scenario: Scenario, policy: &Policy) -> Vec<ExecutionEvent> {
     scenario.start_ms = now_epoch_ms() + (scenario.start_ms - SCENARIO_EPOCH_MS);
-    let mut engine = Engine::new(policy.clone(), EngineOptions::default());
-    let mut gen = TrafficGen::new(scenario);
-    let (mut phase, mut traffic) = (Phase::Off, TrafficPercent::ZERO);
-    let mut events = Vec::new();
-    while let Some(ev) = gen.next_event(phase, traffic) {
-        for d in engine.apply(&ev).into_iter().filter(Decision::is_published) {
-            (phase, traffic) = (d.to, d.traffic);
-        }
-        events.push(ev);
-    }
-    events
+    rollout_breaker::sim::closed_loop(scenario, policy).events
 }
 
 /// What an uninterrupted in-memory engine publishes for `events` (per rollout, in order).
