@@ -346,54 +346,32 @@ impl Processor {
         // Partitions restore in parallel, each with consumers of its own; nothing of theirs is
         // processed before every one has finished.
         let config = &self.config;
-        let consumer = &self.consumer;
-        let restored: Vec<Result<(i32, PartitionState), KafkaError>> = std::thread::scope(
-            |scope| {
+        let restored: Vec<Result<(i32, PartitionState), KafkaError>> =
+            std::thread::scope(|scope| {
                 let handles: Vec<_> = to_restore
-                .iter()
-                .map(|&(p, committed)| {
-                    scope.spawn(move || {
-                        let mut engine = Engine::new(
-                            config.policy.clone(),
-                            EngineOptions {
-                                auto_start: config.processing.auto_start,
-                            },
-                        );
-                        let mut committed = committed;
-                        let mut stats = restore_partition(config, p, committed.0, &mut engine)?;
-                        // Decisions exist only with the offsets committed in their transaction:
-                        // decisions without a visible offset mean the offset fetch answered
-                        // before the zombie's transaction was resolved. Wait and restore again.
-                        let deadline = Instant::now() + Duration::from_secs(60);
-                        while stats.rollouts > 0 && committed.0.is_none() {
-                            if Instant::now() > deadline {
-                                return Err(KafkaError::Global(
-                                    rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-                                ));
-                            }
-                            warn!(partition = p, "Decisions found but no committed offset visible yet; restoring again.");
-                            std::thread::sleep(Duration::from_millis(200));
-                            committed = self::committed(consumer, config, p)?;
-                            engine = Engine::new(
+                    .iter()
+                    .map(|&(p, committed)| {
+                        scope.spawn(move || {
+                            let mut engine = Engine::new(
                                 config.policy.clone(),
                                 EngineOptions {
                                     auto_start: config.processing.auto_start,
                                 },
                             );
-                            stats = restore_partition(config, p, committed.0, &mut engine)?;
-                        }
-                        metrics::counter!(observe::RESTORE_DECISIONS).increment(stats.decisions_read);
-                        metrics::counter!(observe::RESTORE_EVENTS).increment(stats.events_replayed);
-                        Ok((p, PartitionState { engine, committed }))
+                            let stats = restore_partition(config, p, committed.0, &mut engine)?;
+                            metrics::counter!(observe::RESTORE_DECISIONS)
+                                .increment(stats.decisions_read);
+                            metrics::counter!(observe::RESTORE_EVENTS)
+                                .increment(stats.events_replayed);
+                            Ok((p, PartitionState { engine, committed }))
+                        })
                     })
-                })
-                .collect();
+                    .collect();
                 handles
                     .into_iter()
                     .map(|h| h.join().expect("restore thread panicked"))
                     .collect()
-            },
-        );
+            });
         for r in restored {
             let (p, state) = r?;
             self.partitions.insert(p, state);
