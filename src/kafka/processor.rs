@@ -482,6 +482,14 @@ impl Processor {
             )?;
             self.buf = payload;
         }
+        // librdkafka does not wake the partition leader's thread when a partition's
+        // registration in the transaction completes, so the first records of a transaction
+        // would wait for that thread's next periodic wake-up (~100 ms here). Every flush call
+        // wakes the broker threads: poke them until the records are out.
+        let deadline = Instant::now() + self.txn_timeout();
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            let _ = self.producer.flush(Duration::from_millis(2));
+        }
         let mut offsets = TopicPartitionList::new();
         for ((is_events, p), o) in &next {
             let topic = if *is_events {
