@@ -34,34 +34,23 @@ async fn seed_scenarios_through_kafka_yield_exactly_the_expected_phase_changes()
         ]
     );
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let processor = tokio::spawn(rollout_breaker::kafka::processor::run(
-        config.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let processor = start(&config);
     // The processor creates the topics; wait until it has, then produce as a separate agent.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let producer = producer(&kafka.bootstrap);
     produce_events(&producer, &config.topics.events, &events, Encoding::Json).await;
 
     let want = count(&expected);
-    let got = tokio::task::spawn_blocking({
-        let (b, c) = (kafka.bootstrap.clone(), config.clone());
-        move || read_decisions(&b, &c, Duration::from_secs(60), |m| count(m) >= want)
-    })
-    .await
-    .unwrap();
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(60)).await;
     // Give a duplicate, if any, the chance to show up before comparing.
-    let _ = stop_tx.send(());
-    processor.await.unwrap().expect("processor ran cleanly");
-    let got_all = tokio::task::spawn_blocking({
-        let (b, c) = (kafka.bootstrap.clone(), config.clone());
-        move || read_decisions(&b, &c, Duration::from_secs(3), |_| false)
-    })
-    .await
-    .unwrap();
+    processor.stop().await;
+    let got_all = await_decisions(
+        &kafka.bootstrap,
+        &config,
+        usize::MAX,
+        Duration::from_secs(3),
+    )
+    .await;
     assert_eq!(count(&got), want);
     assert_eq!(
         got_all, expected,
@@ -120,23 +109,12 @@ async fn metrics_health_and_readiness_endpoints_report_the_run() {
     let policy = Policy::default();
     let events = scenario_events(Scenario::automatic_rollback("observed"), &policy);
     let expected = expected_decisions(&events, &policy);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let processor = tokio::spawn(rollout_breaker::kafka::processor::run(
-        config.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let processor = start(&config);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let producer = producer(&kafka.bootstrap);
     produce_events(&producer, &config.topics.events, &events, Encoding::Json).await;
     let want = count(&expected);
-    let got = tokio::task::spawn_blocking({
-        let (b, c) = (kafka.bootstrap.clone(), config.clone());
-        move || read_decisions(&b, &c, Duration::from_secs(60), |m| count(m) >= want)
-    })
-    .await
-    .unwrap();
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(60)).await;
     assert_eq!(got, expected);
     let (metrics, health, ready) = tokio::task::spawn_blocking(move || {
         (
@@ -164,6 +142,5 @@ async fn metrics_health_and_readiness_endpoints_report_the_run() {
             metrics.1
         );
     }
-    let _ = stop_tx.send(());
-    processor.await.unwrap().expect("processor stopped cleanly");
+    processor.stop().await;
 }

@@ -193,17 +193,13 @@ async fn scale_out_two_instances_share_partitions_and_hand_over_without_loss() {
         .await
         .unwrap();
 
-    let start = |instance: &str| {
+    let start_instance = |instance: &str| {
         let mut c = config.clone();
         c.kafka.instance_id = instance.into();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(rollout_breaker::kafka::processor::run(c, async move {
-            let _ = rx.await;
-        }));
-        (tx, task)
+        start(&c)
     };
-    let (stop_a, task_a) = start("a");
-    let (stop_b, task_b) = start("b");
+    let a = start_instance("a");
+    let b = start_instance("b");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let producer = producer(&kafka.bootstrap);
     let half = events.len() / 2;
@@ -216,8 +212,7 @@ async fn scale_out_two_instances_share_partitions_and_hand_over_without_loss() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Stop one instance; its partitions move to the other.
-    let _ = stop_a.send(());
-    task_a.await.unwrap().expect("instance a stopped cleanly");
+    a.stop().await;
     produce_events(
         &producer,
         &config.topics.events,
@@ -225,14 +220,8 @@ async fn scale_out_two_instances_share_partitions_and_hand_over_without_loss() {
         Encoding::Json,
     )
     .await;
-    let got = tokio::task::spawn_blocking({
-        let (b, c) = (kafka.bootstrap.clone(), config.clone());
-        move || read_all(&b, &c, want, Duration::from_secs(90))
-    })
-    .await
-    .unwrap();
-    let _ = stop_b.send(());
-    task_b.await.unwrap().expect("instance b stopped cleanly");
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(90)).await;
+    b.stop().await;
     assert_eq!(count(&got), want, "no lost or duplicated decision");
     assert_eq!(got, expected);
 }
@@ -283,20 +272,9 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_their_reason() {
     produce_events(&producer, &config.topics.events, &batch, Encoding::Json).await;
     assert!(n >= 1_000);
 
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(rollout_breaker::kafka::processor::run(
-        config.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let processor = start(&config);
     let want = count(&expected);
-    let got = tokio::task::spawn_blocking({
-        let (b, c) = (kafka.bootstrap.clone(), config.clone());
-        move || read_all(&b, &c, want, Duration::from_secs(60))
-    })
-    .await
-    .unwrap();
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(60)).await;
     // Dead letters.
     let dlq: BaseConsumer = common::consumer_config(&kafka.bootstrap, &common::unique_name("dlq"))
         .set("isolation.level", "read_committed")
@@ -329,8 +307,7 @@ async fn malformed_records_go_to_the_dead_letter_topic_with_their_reason() {
             *bad_seen.entry(get("rb.error.reason").unwrap()).or_default() += 1;
         }
     }
-    let _ = tx.send(());
-    task.await.unwrap().expect("processor ran cleanly");
+    processor.stop().await;
     let bad_sent: BTreeMap<String, usize> = bad_sent
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -154,3 +154,42 @@ pub fn read_decisions(
 pub fn count(m: &BTreeMap<String, Vec<Decision>>) -> usize {
     m.values().map(Vec::len).sum()
 }
+
+/// A processor running in-process on the test's runtime.
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), rollout_breaker::kafka::processor::ProcessorError>>,
+}
+
+/// Starts `rollout_breaker::kafka::processor::run` for `config` on the current runtime.
+pub fn start(config: &Config) -> Running {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(rollout_breaker::kafka::processor::run(
+        config.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Running { stop, task }
+}
+
+impl Running {
+    /// Asks the processor to stop and asserts it stopped without error.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().expect("processor stopped cleanly");
+    }
+}
+
+/// [`read_decisions`] off the async executor, until at least `want` decisions or `timeout`.
+pub async fn await_decisions(
+    bootstrap: &str,
+    config: &Config,
+    want: usize,
+    timeout: Duration,
+) -> BTreeMap<String, Vec<Decision>> {
+    let (b, c) = (bootstrap.to_owned(), config.clone());
+    tokio::task::spawn_blocking(move || read_decisions(&b, &c, timeout, |m| count(m) >= want))
+        .await
+        .unwrap()
+}
