@@ -1,0 +1,85 @@
+//! Dead letters: refused input goes to the dead-letter topic with headers naming its source
+//! and the reason; a flood of them stops the processor (wrong topic or encoding).
+
+use std::collections::VecDeque;
+
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::BaseRecord;
+use rdkafka::Message;
+
+use super::error::ProcessorError;
+use super::worker::Processor;
+use crate::observe::DeadLettered;
+
+/// Counts dead letters over the last N records.
+pub(super) struct DeadLetterRatio {
+    pub(super) recent: VecDeque<bool>,
+    pub(super) dead: u64,
+    pub(super) window: u64,
+}
+
+impl DeadLetterRatio {
+    pub(super) fn push(&mut self, dead: bool) {
+        self.recent.push_back(dead);
+        self.dead += u64::from(dead);
+        if self.recent.len() as u64 > self.window {
+            if let Some(true) = self.recent.pop_front() {
+                self.dead -= 1;
+            }
+        }
+    }
+    pub(super) fn ratio(&self) -> Option<f64> {
+        (self.recent.len() as u64 >= self.window.min(1_000))
+            .then(|| self.dead as f64 / self.recent.len() as f64)
+    }
+}
+
+impl Processor {
+    pub(super) fn dead_letter(
+        &mut self,
+        m: &OwnedMessage,
+        reason: &'static str,
+        error: &str,
+    ) -> Result<(), ProcessorError> {
+        let partition = m.partition().to_string();
+        let offset = m.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "rb.source.topic",
+                value: Some(m.topic()),
+            })
+            .insert(Header {
+                key: "rb.source.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "rb.source.offset",
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: "rb.error.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "rb.error.message",
+                value: Some(error),
+            });
+        let topic = self.config.topics.dead_letter.clone();
+        let mut record = BaseRecord::to(&topic)
+            .headers(headers)
+            .payload(m.payload().unwrap_or_default());
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        self.send(record)?;
+        DeadLettered {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            reason,
+            error,
+        }
+        .emit();
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! Rebalances: park revoked partitions, restore assigned ones (in parallel) before any of
+//! their records is processed, reuse parked state when the group's offsets are still ours.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, TopicPartitionList};
+use tracing::info;
+
+use super::context::Ctx;
+use super::error::ProcessorError;
+use super::worker::{Input, PartitionState, Processor};
+use crate::config::Config;
+use crate::engine::{Engine, EngineOptions};
+use crate::kafka::restore::restore_partition;
+use crate::observe;
+
+impl Processor {
+    /// Applies pending assignments (restoring) and revocations (parking, dropping buffered
+    /// records of revoked partitions).
+    pub(super) fn handle_rebalance(
+        &mut self,
+        batch: &mut Vec<Input>,
+    ) -> Result<(), ProcessorError> {
+        let (assigned, revoked) = {
+            let mut log = self.log.lock().expect("rebalance log");
+            (
+                std::mem::take(&mut log.assigned),
+                std::mem::take(&mut log.revoked),
+            )
+        };
+        if assigned.is_empty() && revoked.is_empty() {
+            return Ok(());
+        }
+        for (topic, p) in &revoked {
+            if *topic == self.config.topics.events {
+                if let Some(state) = self.partitions.remove(p) {
+                    self.parked.insert(*p, state);
+                }
+                batch.retain(|i| i.msg.partition() != *p);
+                info!(partition = p, "Partition revoked; state parked.");
+            }
+        }
+        let events_topic = self.config.topics.events.clone();
+        let mut to_restore = Vec::new();
+        for (topic, p) in assigned {
+            if topic != events_topic || self.partitions.contains_key(&p) {
+                continue;
+            }
+            let committed = committed(&self.consumer, &self.config, p)?;
+            match self.parked.remove(&p) {
+                Some(state) if state.committed == committed => {
+                    info!(
+                        partition = p,
+                        "Partition re-assigned unchanged; parked state reused."
+                    );
+                    self.partitions.insert(p, state);
+                }
+                _ => to_restore.push((p, committed)),
+            }
+        }
+        // Partitions restore in parallel, each with consumers of its own; nothing of theirs is
+        // processed before every one has finished.
+        let config = &self.config;
+        let restored: Vec<Result<(i32, PartitionState), KafkaError>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = to_restore
+                    .iter()
+                    .map(|&(p, committed)| {
+                        scope.spawn(move || {
+                            let mut engine = Engine::new(
+                                config.policy.clone(),
+                                EngineOptions {
+                                    auto_start: config.processing.auto_start,
+                                },
+                            );
+                            let stats = restore_partition(config, p, committed.0, &mut engine)?;
+                            metrics::counter!(observe::RESTORE_DECISIONS)
+                                .increment(stats.decisions_read);
+                            metrics::counter!(observe::RESTORE_EVENTS)
+                                .increment(stats.events_replayed);
+                            Ok((p, PartitionState { engine, committed }))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("restore thread panicked"))
+                    .collect()
+            });
+        for r in restored {
+            let (p, state) = r?;
+            self.partitions.insert(p, state);
+        }
+        self.parked.retain(|p, _| !self.partitions.contains_key(p));
+        let n = self.partitions.len();
+        self.health.set_partitions(n, n);
+        metrics::gauge!(observe::ROLLOUTS).set(
+            self.partitions
+                .values()
+                .map(|s| s.engine.len())
+                .sum::<usize>() as f64,
+        );
+        Ok(())
+    }
+}
+
+fn committed(
+    consumer: &BaseConsumer<Ctx>,
+    config: &Config,
+    p: i32,
+) -> Result<(Option<i64>, Option<i64>), KafkaError> {
+    // Right after a crash, the zombie's last transaction may still be being aborted: the
+    // group then answers UNSTABLE_OFFSET_COMMIT for its partitions. The consumer's own
+    // fetch position waits for that internally; the restore must wait too, or it would
+    // rebuild windows up to no offset at all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&config.topics.events, p);
+        tpl.add_partition(&config.topics.commands, p);
+        let got = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+        let unstable = got.elements().iter().find_map(|e| e.error().err());
+        match unstable {
+            Some(e) if Instant::now() < deadline => {
+                info!(partition = p, error = %e, "Committed offsets not stable yet; waiting.");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Some(e) => return Err(e),
+            None => {}
+        }
+        let off = |t: &str| {
+            got.find_partition(t, p)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0)
+        };
+        return Ok((off(&config.topics.events), off(&config.topics.commands)));
+    }
+}

@@ -1,0 +1,168 @@
+//! The processing loop: poll a batch (bounded by records and time), apply rebalances between
+//! batches, hand the batch to [`super::transaction`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::Message;
+use tracing::{error, info, warn};
+
+use super::context::{Ctx, RebalanceLog};
+use super::dead_letter::DeadLetterRatio;
+use super::error::ProcessorError;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::kafka::client::client_config_with_defaults;
+use crate::observe::Health;
+
+/// One assigned partition's state.
+pub(super) struct PartitionState {
+    pub(super) engine: Engine,
+    /// Next offsets this instance committed for (events, commands).
+    pub(super) committed: (Option<i64>, Option<i64>),
+}
+
+/// The processing loop's state. Build with [`Processor::new`], drive with [`Processor::run`].
+pub struct Processor {
+    pub(super) config: Config,
+    pub(super) consumer: BaseConsumer<Ctx>,
+    pub(super) producer: BaseProducer,
+    pub(super) log: Arc<Mutex<RebalanceLog>>,
+    pub(super) partitions: HashMap<i32, PartitionState>,
+    pub(super) parked: HashMap<i32, PartitionState>,
+    pub(super) health: Arc<Health>,
+    pub(super) dead_letters: DeadLetterRatio,
+    pub(super) late_seen: u64,
+    pub(super) buf: Vec<u8>,
+}
+
+/// One input record, detached from the consumer.
+pub(super) struct Input {
+    pub(super) msg: OwnedMessage,
+}
+
+impl Processor {
+    /// Connects the consumer (subscribed to events and commands) and the transactional producer.
+    pub fn new(config: Config, health: Arc<Health>) -> Result<Self, ProcessorError> {
+        let log = Arc::new(Mutex::new(RebalanceLog::default()));
+        let ctx = Ctx {
+            log: log.clone(),
+            events_topic: config.topics.events.clone(),
+        };
+        let consumer: BaseConsumer<Ctx> = client_config_with_defaults(
+            &config.kafka,
+            &[
+                ("partition.assignment.strategy", "range"),
+                ("statistics.interval.ms", "5000"),
+            ],
+            &[
+                ("group.id", &config.kafka.group_id),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+            ],
+        )
+        .create_with_context(ctx)?;
+        consumer.subscribe(&[&config.topics.events, &config.topics.commands])?;
+        let timeout = config.processing.transaction_timeout_ms.to_string();
+        let producer: BaseProducer = client_config_with_defaults(
+            &config.kafka,
+            &[("linger.ms", "1")],
+            &[
+                ("transactional.id", &config.transactional_id()),
+                ("enable.idempotence", "true"),
+                ("transaction.timeout.ms", &timeout),
+            ],
+        )
+        .create()?;
+        producer.init_transactions(Duration::from_millis(
+            config.processing.transaction_timeout_ms,
+        ))?;
+        let window = config.processing.dead_letter_window;
+        Ok(Self {
+            config,
+            consumer,
+            producer,
+            log,
+            partitions: HashMap::new(),
+            parked: HashMap::new(),
+            health,
+            dead_letters: DeadLetterRatio {
+                recent: VecDeque::new(),
+                dead: 0,
+                window,
+            },
+            late_seen: 0,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    pub(super) fn txn_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.processing.transaction_timeout_ms)
+    }
+
+    /// Runs until `stop` is set; commits the batch in flight before returning.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), ProcessorError> {
+        self.health.set_running(true);
+        let result = self.run_inner(stop);
+        self.health.set_running(false);
+        if let Err(e) = &result {
+            error!(error = %e, "Processor stopped on error.");
+        }
+        result
+    }
+
+    fn run_inner(&mut self, stop: &AtomicBool) -> Result<(), ProcessorError> {
+        let max_records = self.config.processing.max_batch_records;
+        let max_wait = Duration::from_millis(self.config.processing.max_batch_ms);
+        let mut batch: Vec<Input> = Vec::with_capacity(max_records);
+        while !stop.load(Ordering::Relaxed) {
+            batch.clear();
+            let mut first_at: Option<Instant> = None;
+            while batch.len() < max_records && !stop.load(Ordering::Relaxed) {
+                let wait = match first_at {
+                    Some(t) => match max_wait.checked_sub(t.elapsed()) {
+                        Some(w) => w,
+                        None => break,
+                    },
+                    None => Duration::from_millis(100),
+                };
+                let polled = self.consumer.poll(wait).map(|r| r.map(|m| m.detach()));
+                self.health.polled();
+                self.handle_rebalance(&mut batch)?;
+                match polled {
+                    Some(Ok(msg)) => {
+                        if !self.partitions.contains_key(&msg.partition()) {
+                            // Assigned in this very poll: restore before anything else.
+                            self.handle_rebalance(&mut batch)?;
+                        }
+                        first_at.get_or_insert_with(Instant::now);
+                        batch.push(Input { msg });
+                    }
+                    Some(Err(e)) => warn!(error = %e, "Consumer error."),
+                    None if first_at.is_none() => {}
+                    None => {}
+                }
+            }
+            if !batch.is_empty() {
+                self.process_batch(&batch)?;
+            }
+        }
+        info!("Processor stopping: last batch committed.");
+        Ok(())
+    }
+}
+
+impl Drop for Processor {
+    fn drop(&mut self) {
+        // Leave the group promptly so partitions move without waiting for the session timeout.
+        self.consumer.unsubscribe();
+    }
+}
