@@ -51,9 +51,12 @@ pub fn now_epoch_ms() -> i64 {
 
 /// Events of a scenario generated in a closed loop against an in-memory engine (the router
 /// follows the engine's decisions), as agents would have produced them. The scenario is moved
-/// from [`SCENARIO_EPOCH_MS`] to the present (see [`now_epoch_ms`]).
+/// from [`SCENARIO_EPOCH_MS`] to the recent past, so that it ends before the present (see
+/// [`now_epoch_ms`]): the processor refuses events dated more than `max_clock_skew_ms` ahead of
+/// their record timestamp, which on topics it creates is the broker's append time.
 pub fn scenario_events(mut scenario: Scenario, policy: &Policy) -> Vec<ExecutionEvent> {
-    scenario.start_ms = now_epoch_ms() + (scenario.start_ms - SCENARIO_EPOCH_MS);
+    let end = scenario.duration_ms + 60_000;
+    scenario.start_ms = now_epoch_ms() - end + (scenario.start_ms - SCENARIO_EPOCH_MS);
     rollout_breaker::sim::closed_loop(scenario, policy).events
 }
 
