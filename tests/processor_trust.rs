@@ -241,7 +241,7 @@ async fn keyless_and_misplaced_records_are_refused_with_a_hint() {
     produce_events(
         &producer,
         &config.topics.events,
-        &[event.clone()],
+        std::slice::from_ref(&event),
         Encoding::Json,
     )
     .await;
