@@ -26,11 +26,11 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use super::client::reader_config;
-use super::read::read_range;
+use super::read::{read_range, record_view};
 use crate::codec;
 use crate::config::Config;
 use crate::engine::{Engine, LatestDecisions};
-use crate::input::{admit, AdmissionRules, Admitted, InputTopic, RecordView};
+use crate::input::{admit, AdmissionRules, Admitted, InputTopic};
 use crate::observe;
 
 /// What one partition's restore did.
@@ -177,14 +177,10 @@ pub fn restore_partition(
                 (from, committed),
                 RESTORE_TIMEOUT,
                 |m| {
-                    let record = RecordView {
-                        topic: InputTopic::Events,
-                        partition,
-                        key: m.key(),
-                        payload: m.payload(),
-                        timestamp: m.timestamp().to_millis(),
-                    };
-                    if let Ok(Admitted::Event(e)) = admit(rules, &record) {
+                    // Relayed commands change phases, which the decisions already restored.
+                    if let Ok(Admitted::Event(e)) =
+                        admit(rules, &record_view(m, InputTopic::Events))
+                    {
                         if engine.replay_event(&e) {
                             stats.events_replayed += 1;
                         }
