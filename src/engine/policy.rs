@@ -25,6 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::phase::Phase;
+use super::stats::{Rule, StatisticalParams};
 use super::types::{Rate, TrafficPercent};
 
 /// A policy field failed validation. The message names the field and the allowed range.
@@ -165,6 +166,15 @@ pub struct Policy {
     /// its window; later events are counted as late.
     #[serde(default = "default_allowed_lateness_ms")]
     pub allowed_lateness_ms: u64,
+    /// Decision rule: `"threshold"` (default; the seed's absolute thresholds, listed above) or
+    /// `"statistical"` (the candidate against its baseline with anytime-valid tests, see
+    /// [`crate::engine::stats`]). Omitted from serialized policies when it is the default, so
+    /// policies stored before the rule existed read back unchanged.
+    #[serde(default, skip_serializing_if = "Rule::is_default")]
+    pub rule: Rule,
+    /// Parameters of the statistical rule (ignored by the threshold rule).
+    #[serde(default, skip_serializing_if = "StatisticalParams::is_default")]
+    pub statistical: StatisticalParams,
 }
 
 impl Default for Policy {
@@ -180,6 +190,8 @@ impl Default for Policy {
             schedule: Schedule::default(),
             evaluation_interval_ms: default_evaluation_interval_ms(),
             allowed_lateness_ms: default_allowed_lateness_ms(),
+            rule: Rule::default(),
+            statistical: StatisticalParams::default(),
         }
     }
 }
@@ -260,6 +272,9 @@ impl Policy {
                 format!("must be in [rollback_threshold = {rb}, advancement_threshold = {adv}], got {slo}"),
             ));
         }
+        self.statistical
+            .validate()
+            .map_err(|(field, message)| PolicyError::new(field, message))?;
         let s = &self.schedule;
         if s.probe == TrafficPercent::ZERO {
             return Err(PolicyError::new(
