@@ -18,8 +18,20 @@ fn engine_imports_no_io_no_clock_no_runtime() {
         "std::env",
     ];
     let mut files = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+    // Recursive: modules may have submodules in a directory named after them.
+    let mut paths = Vec::new();
+    let mut dirs = vec![dir.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                paths.push(path);
+            }
+        }
+    }
+    for path in paths {
         if path.extension().is_some_and(|e| e == "rs") {
             files += 1;
             let text = std::fs::read_to_string(&path).unwrap();

@@ -23,6 +23,8 @@ use super::types::{EventTime, ExecutionEvent, LatencyMs, Variant};
 use super::watchdog;
 use super::window::{bucket_start, VariantWindow};
 
+mod statistical;
+
 /// Actor recorded on automatic decisions.
 pub const WATCHDOG: &str = "watchdog";
 
@@ -46,6 +48,9 @@ pub struct Rollout {
     late_events: u64,
     baseline: VariantWindow,
     candidate: VariantWindow,
+    /// The statistical rule's per-phase state (see `rollout/statistical.rs`).
+    #[serde(default)]
+    stats: super::stats::PhaseStats,
 }
 
 /// First bucket boundary at or after `t`.
@@ -77,6 +82,7 @@ impl Rollout {
             late_events: 0,
             baseline: VariantWindow::default(),
             candidate: VariantWindow::default(),
+            stats: super::stats::PhaseStats::default(),
         }
     }
 
@@ -132,9 +138,10 @@ impl Rollout {
         }
         let start = bucket_start(at, self.width());
         self.next_open = Some(self.next_open.map_or(start, |n| n.min(start)));
+        let slow = latency.get() > self.policy.max_latency_ms;
         match variant {
-            Variant::Baseline => self.baseline.record(start, success, latency),
-            Variant::Candidate => self.candidate.record(start, success, latency),
+            Variant::Baseline => self.baseline.record(start, success, latency, slow),
+            Variant::Candidate => self.candidate.record(start, success, latency, slow),
         }
         self.max_event_time = self.max_event_time.max(at);
         true
@@ -208,12 +215,15 @@ impl Rollout {
                 WATCHDOG,
             ));
         }
-        let verdict = watchdog::judge(
-            &self.policy,
-            self.phase,
-            &metrics.candidate,
-            &metrics.baseline,
-        );
+        let verdict = match self.policy.rule {
+            super::stats::Rule::Threshold => watchdog::judge(
+                &self.policy,
+                self.phase,
+                &metrics.candidate,
+                &metrics.baseline,
+            ),
+            super::stats::Rule::Statistical => self.judge_statistically(&metrics),
+        };
         let to = match verdict.action {
             Action::Advance => self.phase.next().unwrap_or(self.phase),
             Action::Rollback => Phase::Off,
@@ -266,6 +276,7 @@ impl Rollout {
                 (Some(a), None) | (None, Some(a)) => Some(a),
                 (None, None) => None,
             };
+            self.update_phase_stats(next, end);
             if let Some(out) = out.as_deref_mut() {
                 if let Some(d) = self.evaluate(end) {
                     out.push(d);
@@ -413,6 +424,7 @@ impl Rollout {
         self.paused = d.paused;
         self.sequence = d.sequence;
         self.phase_started_at = ceil_to_bucket(d.at, self.width());
+        self.stats = super::stats::PhaseStats::default();
         self.closed_until = self.closed_until.max(self.phase_started_at);
         self.next_open = self
             .baseline
@@ -441,6 +453,7 @@ impl Rollout {
         }
         if to != from {
             self.phase = to;
+            self.stats = super::stats::PhaseStats::default();
             // Samples count per phase: only buckets that start at or after the change are
             // judged in the new phase (automatic changes happen on bucket boundaries; operator
             // ones round up to the next boundary). The first START keeps the bucket it began in.
