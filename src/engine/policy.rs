@@ -21,6 +21,16 @@
 //! and validation enforces `rollback_threshold <= min_task_completion_rate <= advancement_threshold`.
 //! The seed's example "80 % / 2500 ms → ROLLBACK" trips on rule 2 (latency); a candidate at
 //! exactly 0.80 completion with good latency is held, not tripped (the comparison is strict).
+//!
+//! That is the default rule, `rule = "threshold"`. With `rule = "statistical"` the watchdog
+//! instead compares the candidate with its baseline using anytime-valid tests over the buckets
+//! closed since the phase began (see [`crate::engine::stats`] for the method and
+//! [`StatisticalParams`] for its parameters): ROLLBACK when the candidate fails, or exceeds
+//! `max_latency_ms`, significantly more often than the baseline, or its failure rate is shown
+//! above `1 − rollback_threshold` while the baseline is healthy; ADVANCE when both rates are
+//! shown within the phase's non-inferiority margin of the baseline's, and the baseline's window
+//! completion is at least `min_task_completion_rate`. `min_samples_per_phase` and
+//! `advancement_threshold` do not apply to it: the tests need no minimum sample count.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +50,7 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field,
             message: message.into(),

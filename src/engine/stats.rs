@@ -612,6 +612,38 @@ mod tests {
     }
 
     #[test]
+    fn policy_selects_the_rule_and_names_bad_parameters() {
+        use super::super::policy::Policy;
+        let p = Policy::from_toml("rule = \"statistical\"").unwrap();
+        assert_eq!(p.rule, Rule::Statistical);
+        assert_eq!(p.statistical, StatisticalParams::default());
+        let p = Policy::from_toml("[statistical]\nalpha = 0.05\nmargin_medium = 0.02").unwrap();
+        assert_eq!(
+            (p.statistical.alpha, p.statistical.margin_medium),
+            (0.05, 0.02)
+        );
+        let e = Policy::from_toml("[statistical]\nalpha = 1.5").unwrap_err();
+        assert_eq!(e.field, "statistical.alpha");
+        let e = Policy::from_toml("[statistical]\nmargin_small = -0.1").unwrap_err();
+        assert_eq!(e.field, "statistical.margin_small");
+        assert!(Policy::from_toml("[statistical]\nbeta = 1").is_err());
+        assert!(Policy::from_toml("rule = \"magic\"").is_err());
+        // The default rule is left out of serialized policies: stored ones read back unchanged.
+        let json = serde_json::to_string(&Policy::default()).unwrap();
+        assert!(
+            !json.contains("rule") && !json.contains("statistical"),
+            "{json}"
+        );
+        let s = Policy {
+            rule: Rule::Statistical,
+            ..Policy::default()
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"rule\":\"statistical\""), "{json}");
+        assert_eq!(Policy::from_json(&json).unwrap(), s);
+    }
+
+    #[test]
     fn logsumexp_is_stable() {
         assert!(close(
             logsumexp(&[1000.0, 1000.0]),
