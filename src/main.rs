@@ -191,10 +191,21 @@ fn bench_quality(args: &QualityArgs) -> anyhow::Result<()> {
     use rollout_breaker::quality;
     anyhow::ensure!(args.rate > 0.0, "--rate must be > 0, got {}", args.rate);
     anyhow::ensure!(args.rollouts > 0, "--rollouts must be > 0");
-    let rules = match args.rule {
-        RuleChoice::Threshold => vec![Rule::Threshold],
-        RuleChoice::Statistical => vec![Rule::Statistical],
-        RuleChoice::Both => vec![Rule::Threshold, Rule::Statistical],
+    let threshold = args
+        .threshold_min_samples
+        .iter()
+        .map(|&min_samples| quality::RuleSetting {
+            rule: Rule::Threshold,
+            min_samples,
+        });
+    let statistical = quality::RuleSetting {
+        rule: Rule::Statistical,
+        min_samples: 10,
+    };
+    let rules: Vec<quality::RuleSetting> = match args.rule {
+        RuleChoice::Threshold => threshold.collect(),
+        RuleChoice::Statistical => vec![statistical],
+        RuleChoice::Both => threshold.chain([statistical]).collect(),
     };
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())

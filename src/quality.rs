@@ -112,7 +112,7 @@ pub fn scenarios() -> Vec<Scenario> {
         good("good 0.92", 0.92),
         good("good 0.90", 0.90),
         Scenario {
-            outage: Some((60_000, 660_000, 0.60)),
+            outage: Some((20_000, 620_000, 0.60)),
             ..good("shared outage 10 min", 0.95)
         },
         Scenario {
@@ -148,6 +148,37 @@ pub struct Outcome {
     pub exposure: u64,
 }
 
+/// A decision rule as simulated: the rule, and for the threshold rule its sample minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RuleSetting {
+    /// The rule.
+    pub rule: Rule,
+    /// `min_samples_per_phase` (only the threshold rule reads it).
+    pub min_samples: u32,
+}
+
+impl RuleSetting {
+    /// The policy this setting is simulated with: the defaults, with the rule and minimum.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            rule: self.rule,
+            min_samples_per_phase: self.min_samples,
+            ..Policy::default()
+        }
+    }
+
+    /// Name in the table: `statistical`, `threshold` (default minimum) or `threshold min N`.
+    pub fn label(&self) -> String {
+        match self.rule {
+            Rule::Statistical => "statistical".to_owned(),
+            Rule::Threshold if self.min_samples == Policy::default().min_samples_per_phase => {
+                "threshold".to_owned()
+            }
+            Rule::Threshold => format!("threshold min {}", self.min_samples),
+        }
+    }
+}
+
 /// Simulation settings.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -156,7 +187,7 @@ pub struct Options {
     /// Requests per second, both versions together.
     pub rate: f64,
     /// Rules to compare.
-    pub rules: Vec<Rule>,
+    pub rules: Vec<RuleSetting>,
     /// Seed of every generator.
     pub seed: u64,
     /// Worker threads.
@@ -282,8 +313,8 @@ pub fn simulate(
 pub struct Cell {
     /// Scenario name.
     pub scenario: &'static str,
-    /// Rule.
-    pub rule: Rule,
+    /// Rule, as `RuleSetting::label` names it.
+    pub rule: String,
     /// Requests per second.
     pub rate: f64,
     /// Rollouts simulated.
@@ -326,7 +357,7 @@ fn percentile<T: Copy + Ord>(values: &[Option<T>], p: f64) -> Option<T> {
     v[rank - 1]
 }
 
-fn summarize(scenario: &Scenario, rule: Rule, rate: f64, outcomes: &[Outcome]) -> Cell {
+fn summarize(scenario: &Scenario, rule: String, rate: f64, outcomes: &[Outcome]) -> Cell {
     let n = outcomes.len();
     let frac = |k: usize| k as f64 / n.max(1) as f64;
     let rolled = outcomes
@@ -366,12 +397,13 @@ fn summarize(scenario: &Scenario, rule: Rule, rate: f64, outcomes: &[Outcome]) -
     }
 }
 
-/// The policy each rule is simulated with: the defaults, with the rule chosen.
+/// The policy `rule` is simulated with by default: the defaults, with the rule chosen.
 pub fn policy_for(rule: Rule) -> Policy {
-    Policy {
+    RuleSetting {
         rule,
-        ..Policy::default()
+        min_samples: Policy::default().min_samples_per_phase,
     }
+    .policy()
 }
 
 /// Runs every (scenario, rule) cell, `options.rollouts` rollouts each, on `options.threads`
@@ -381,7 +413,7 @@ pub fn run(options: &Options) -> Vec<Cell> {
         .into_iter()
         .filter(|s| options.only.is_empty() || options.only.iter().any(|o| s.name.contains(o)))
         .collect();
-    let cells: Vec<(usize, Rule)> = (0..scenarios.len())
+    let cells: Vec<(usize, RuleSetting)> = (0..scenarios.len())
         .flat_map(|s| options.rules.iter().map(move |r| (s, *r)))
         .collect();
     let total = cells.len() * options.rollouts;
@@ -392,7 +424,7 @@ pub fn run(options: &Options) -> Vec<Cell> {
             vec![Outcome::default(); options.rollouts];
             cells.len()
         ]);
-    let policies: Vec<Policy> = cells.iter().map(|(_, r)| policy_for(*r)).collect();
+    let policies: Vec<Policy> = cells.iter().map(|(_, r)| r.policy()).collect();
     std::thread::scope(|scope| {
         for _ in 0..options.threads.max(1) {
             scope.spawn(|| {
@@ -433,7 +465,7 @@ pub fn run(options: &Options) -> Vec<Cell> {
                     eprintln!();
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(500));
+                std::thread::sleep(std::time::Duration::from_millis(200));
             }
         }
     });
@@ -441,15 +473,10 @@ pub fn run(options: &Options) -> Vec<Cell> {
     cells
         .iter()
         .zip(&results)
-        .map(|((s, rule), outcomes)| summarize(&scenarios[*s], *rule, options.rate, outcomes))
+        .map(|((s, rule), outcomes)| {
+            summarize(&scenarios[*s], rule.label(), options.rate, outcomes)
+        })
         .collect()
-}
-
-fn rule_name(rule: Rule) -> &'static str {
-    match rule {
-        Rule::Threshold => "threshold",
-        Rule::Statistical => "statistical",
-    }
 }
 
 fn dur(s: Option<f64>) -> String {
@@ -475,7 +502,7 @@ pub fn table(cells: &[Cell]) -> String {
         t.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |\n",
             c.scenario,
-            rule_name(c.rule),
+            c.rule,
             c.rate,
             pct(c.false_rollback_rate),
             pct(c.missed_rate),

@@ -81,6 +81,10 @@ pub struct QualityArgs {
     /// Decision rule(s) to simulate.
     #[arg(long, value_enum, default_value_t = RuleChoice::Both)]
     pub rule: RuleChoice,
+    /// `min_samples_per_phase` of the threshold rule; several (`10,50`) simulate one threshold
+    /// rule per value.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub threshold_min_samples: Vec<u32>,
     /// Seed of the simulation (same seed, same table).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
