@@ -1,0 +1,133 @@
+//! The statistical rule on a real broker: the seed's scenarios, and a processor restarted
+//! mid-stream (restore + silent replay) deciding exactly as an uninterrupted engine.
+
+mod common;
+
+use std::time::Duration;
+
+use common::processor::*;
+use rollout_breaker::codec::Encoding;
+use rollout_breaker::engine::stats::Rule;
+use rollout_breaker::engine::{Action, BreakerState, ExecutionEvent, Phase, Policy};
+use rollout_breaker::engine::{Schedule, TrafficPercent};
+use rollout_breaker::sim::{Change, Profile, Scenario, Trigger, SCENARIO_EPOCH_MS};
+
+fn statistical() -> Policy {
+    Policy {
+        rule: Rule::Statistical,
+        ..Policy::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_scenarios_through_kafka_under_the_statistical_rule() {
+    let kafka = common::kafka().await;
+    let mut config = config(&kafka.bootstrap, 3);
+    config.policy = statistical();
+    let policy = config.policy.clone();
+    let mut events = scenario_events(Scenario::successful_rollout("stat-1"), &policy);
+    events.extend(scenario_events(
+        Scenario::automatic_rollback("stat-2"),
+        &policy,
+    ));
+    events.sort_by_key(|e| e.timestamp);
+    let expected = expected_decisions(&events, &policy);
+    let processor = start(&config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let producer = producer(&kafka.bootstrap);
+    produce_events(&producer, &config.topics.events, &events, Encoding::Json).await;
+    let want = count(&expected);
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(60)).await;
+    processor.stop().await;
+    assert_eq!(got, expected);
+    let last2 = got["stat-2"].last().unwrap();
+    assert_eq!(
+        (last2.action, last2.from, last2.to, last2.breaker),
+        (
+            Action::Rollback,
+            Phase::Small,
+            Phase::Off,
+            BreakerState::Open
+        )
+    );
+    assert!(last2.reason.contains("ln E"), "{}", last2.reason);
+    assert_eq!(got["stat-1"].last().unwrap().to, Phase::Full);
+}
+
+/// `n` rollouts of 20 req/s for `secs` seconds; every third one degrades after a while.
+fn fleet(n: usize, secs: i64, policy: &Policy) -> Vec<ExecutionEvent> {
+    let mut events = Vec::new();
+    for i in 0..n {
+        let mut s = Scenario::successful_rollout(&format!("stat-{i:03}"));
+        s.requests_per_sec = 20;
+        s.duration_ms = secs * 1_000;
+        s.start_ms = SCENARIO_EPOCH_MS + (i as i64 * 137) % 5_000;
+        s.baseline = Profile::new(0.95, 1_200.0, 900.0);
+        s.candidate = Profile::new(0.95, 1_200.0, 900.0);
+        s.seed = i as u64;
+        if i % 3 == 0 {
+            s.changes.push(Change {
+                when: Trigger::AfterMs(20_000 + (i as i64 % 7) * 5_000),
+                candidate: Profile::new(0.7, 2_600.0, 200.0),
+            });
+        }
+        events.extend(scenario_events(s, policy));
+    }
+    events.sort_by_key(|e| e.timestamp);
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_stream_decides_like_an_uninterrupted_run() {
+    let kafka = common::kafka().await;
+    let mut config = config(&kafka.bootstrap, 3);
+    config.policy = Policy {
+        schedule: Schedule {
+            probe: TrafficPercent::new(10.0).unwrap(),
+            small: TrafficPercent::new(25.0).unwrap(),
+            medium: TrafficPercent::new(50.0).unwrap(),
+        },
+        ..statistical()
+    };
+    let policy = config.policy.clone();
+    let events = fleet(24, 120, &policy);
+    let expected = expected_decisions(&events, &policy);
+    let want = count(&expected);
+    let advances = expected
+        .values()
+        .flatten()
+        .filter(|d| d.action == Action::Advance)
+        .count();
+    let rollbacks = expected
+        .values()
+        .flatten()
+        .filter(|d| d.action == Action::Rollback)
+        .count();
+    assert!(
+        advances >= 10 && rollbacks >= 4,
+        "{advances} advances, {rollbacks} rollbacks"
+    );
+    let producer = producer(&kafka.bootstrap);
+    let (first, second) = events.split_at(events.len() / 2);
+    let processor = start(&config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_events(&producer, &config.topics.events, first, Encoding::Json).await;
+    // Let it decide on the first half, then stop it and start a fresh one (restore from the
+    // decisions topic, windows and statistics rebuilt by replaying events) for the second.
+    let _ = await_decisions(&kafka.bootstrap, &config, 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    processor.stop().await;
+    let processor = start(&config);
+    produce_events(&producer, &config.topics.events, second, Encoding::Json).await;
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(90)).await;
+    processor.stop().await;
+    let settled = await_decisions(
+        &kafka.bootstrap,
+        &config,
+        usize::MAX,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(count(&got), want);
+    assert_eq!(settled, expected);
+}
