@@ -35,7 +35,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::phase::Phase;
-use super::stats::{Rule, StatisticalParams};
+use super::stats::{MetricGate, Rule, StatisticalParams};
 use super::types::{Rate, TrafficPercent};
 
 /// A policy field failed validation. The message names the field and the allowed range.
@@ -185,6 +185,10 @@ pub struct Policy {
     /// Parameters of the statistical rule (ignored by the threshold rule).
     #[serde(default, skip_serializing_if = "StatisticalParams::is_default")]
     pub statistical: StatisticalParams,
+    /// Agent metrics the statistical rule also compares with the baseline (`[[metrics]]`;
+    /// none by default; ignored by the threshold rule). See [`MetricGate`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricGate>,
 }
 
 impl Default for Policy {
@@ -202,6 +206,7 @@ impl Default for Policy {
             allowed_lateness_ms: default_allowed_lateness_ms(),
             rule: Rule::default(),
             statistical: StatisticalParams::default(),
+            metrics: Vec::new(),
         }
     }
 }
@@ -284,6 +289,7 @@ impl Policy {
         }
         self.statistical
             .validate()
+            .and_then(|()| super::stats::validate_gates(&self.metrics))
             .map_err(|(field, message)| PolicyError::new(field, message))?;
         let s = &self.schedule;
         if s.probe == TrafficPercent::ZERO {

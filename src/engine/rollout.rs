@@ -51,6 +51,9 @@ pub struct Rollout {
     /// The statistical rule's per-phase state (see `rollout/statistical.rs`).
     #[serde(default)]
     stats: super::stats::PhaseStats,
+    /// Agent-metric counts of the open buckets (statistical rule with metric gates only).
+    #[serde(default)]
+    agent: statistical::AgentBuckets,
 }
 
 /// First bucket boundary at or after `t`.
@@ -83,6 +86,7 @@ impl Rollout {
             baseline: VariantWindow::default(),
             candidate: VariantWindow::default(),
             stats: super::stats::PhaseStats::default(),
+            agent: statistical::AgentBuckets::default(),
         }
     }
 
@@ -291,6 +295,7 @@ impl Rollout {
     /// Handles one execution event: record, then close what the watermark passed.
     pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
         if self.record(event.variant, event.success, event.latency, event.timestamp) {
+            self.record_agent_metrics(event);
             self.close_buckets(out);
         }
     }
@@ -299,6 +304,7 @@ impl Rollout {
     /// [`Rollout::close_buckets_silently`]).
     pub fn replay_event(&mut self, event: &ExecutionEvent) {
         if self.record(event.variant, event.success, event.latency, event.timestamp) {
+            self.record_agent_metrics(event);
             self.close_buckets_silently();
         }
     }

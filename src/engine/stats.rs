@@ -23,6 +23,18 @@
 //!   advance when, for failures and slow executions both, the candidate's upper bound minus the
 //!   baseline's lower bound is at most the phase's margin; each of the 4 bounds at level
 //!   `α_promotion / 4`.
+//! - **Agent metrics** (`[[policy.metrics]]`, optional): each [`MetricGate`] turns a per-execution
+//!   metric (the event's `cost`, or a named `extra_metrics` value such as a quality score, tool
+//!   calls or guardrail triggers) into a bad event, "value above `bad_above`" or "below
+//!   `bad_below`", and gets its own comparative test and non-inferiority bound, exactly as the
+//!   slow test. A mean (cost per task) is thus tested through the rate at which it exceeds a
+//!   budget, not as a mean: the same anytime-valid guarantee, no distributional assumption.
+//!   With `m` gates, the budgets are split over `2 + m` tests: threshold `ln(3(2+m)/α)` and
+//!   bounds at `α_promotion / (4 + 2m)`. Executions that do not report a gated metric do not
+//!   count for it; a gate never reported by the candidate blocks promotion (its upper bound
+//!   stays 1).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +188,113 @@ impl StatisticalParams {
     }
 }
 
+/// Most agent-metric gates per policy.
+pub const MAX_METRIC_GATES: usize = 8;
+
+/// An agent metric compared with the baseline (see the module docs). Exactly one of
+/// `bad_above` and `bad_below` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricGate {
+    /// `"cost"` for the event's cost; any other name is a key of the event's `extra_metrics`.
+    pub name: String,
+    /// An execution is bad when its value is above this (lower is better: cost, tool calls,
+    /// guardrail triggers, escalations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_above: Option<f64>,
+    /// An execution is bad when its value is below this (higher is better: a quality score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_below: Option<f64>,
+}
+
+impl MetricGate {
+    /// The execution's value of this metric, if it reported one.
+    pub fn value(&self, cost: Option<f64>, extra: &BTreeMap<String, f64>) -> Option<f64> {
+        if self.name == "cost" {
+            cost
+        } else {
+            extra.get(&self.name).copied()
+        }
+    }
+
+    /// Whether `value` is a bad outcome.
+    pub fn is_bad(&self, value: f64) -> bool {
+        match (self.bad_above, self.bad_below) {
+            (Some(a), _) => value > a,
+            (None, Some(b)) => value < b,
+            (None, None) => false,
+        }
+    }
+
+    /// `"cost > 0.05"`, `"quality < 0.7"`.
+    pub fn describe(&self) -> String {
+        match (self.bad_above, self.bad_below) {
+            (Some(a), _) => format!("{} > {a}", self.name),
+            (None, Some(b)) => format!("{} < {b}", self.name),
+            (None, None) => self.name.clone(),
+        }
+    }
+}
+
+/// Checks the gates of a policy; the error names the field and what is allowed.
+pub fn validate_gates(gates: &[MetricGate]) -> Result<(), (&'static str, String)> {
+    if gates.len() > MAX_METRIC_GATES {
+        return Err((
+            "metrics",
+            format!("at most {MAX_METRIC_GATES} gates, got {}", gates.len()),
+        ));
+    }
+    for (i, g) in gates.iter().enumerate() {
+        if g.name.is_empty() {
+            return Err(("metrics.name", format!("gate {i}: must not be empty")));
+        }
+        let bound = match (g.bad_above, g.bad_below) {
+            (Some(v), None) | (None, Some(v)) => v,
+            _ => {
+                return Err((
+                    "metrics.bad_above",
+                    format!(
+                        "gate `{}`: exactly one of bad_above and bad_below must be set",
+                        g.name
+                    ),
+                ))
+            }
+        };
+        if !bound.is_finite() {
+            return Err((
+                "metrics.bad_above",
+                format!("gate `{}`: the bound must be finite, got {bound}", g.name),
+            ));
+        }
+        if gates[..i].iter().any(|o| o.name == g.name) {
+            return Err(("metrics.name", format!("gate `{}` appears twice", g.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Counts of one agent metric in one closed bucket, or in a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MetricCounts {
+    /// Candidate executions reporting the metric.
+    pub n_c: u64,
+    /// Of those, bad ones.
+    pub bad_c: u64,
+    /// Baseline executions reporting the metric.
+    pub n_b: u64,
+    /// Of those, bad ones.
+    pub bad_b: u64,
+}
+
+/// The comparative test of one agent metric over the phase.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetricStats {
+    /// Log-likelihood ratios, one per [`RHO_GRID`] point.
+    pub l: [f64; 8],
+    /// Counts since the phase started.
+    pub totals: MetricCounts,
+}
+
 /// Counts of one closed bucket, or of a phase (both variants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Counts {
@@ -234,6 +353,9 @@ pub struct PhaseStats {
     pub l_guard: [f64; 6],
     /// Counts since the phase started.
     pub totals: Counts,
+    /// Agent-metric tests, one per gate of the policy (empty without gates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricStats>,
 }
 
 /// `ln Σ exp(x_i)`, stable for large and very negative terms.
@@ -397,6 +519,20 @@ impl PhaseStats {
         self.totals.add(b);
     }
 
+    /// Adds one closed bucket's agent-metric counts, one per gate.
+    pub fn update_metrics(&mut self, buckets: &[MetricCounts]) {
+        if self.metrics.len() < buckets.len() {
+            self.metrics.resize(buckets.len(), MetricStats::default());
+        }
+        for (m, b) in self.metrics.iter_mut().zip(buckets) {
+            comparative_update(&mut m.l, b.n_c, b.bad_c, b.n_b, b.bad_b);
+            m.totals.n_c += b.n_c;
+            m.totals.bad_c += b.bad_c;
+            m.totals.n_b += b.n_b;
+            m.totals.bad_b += b.bad_b;
+        }
+    }
+
     /// `ln E` of the failure test.
     pub fn ln_e_fail(&self) -> f64 {
         comparative_ln_e(&self.l_fail)
@@ -424,9 +560,25 @@ impl PhaseStats {
     /// Decides (DECISION-RULE.md §1.4 step 4) in `phase` (not OFF); `base` as in
     /// [`PhaseStats::update`].
     pub fn judge(&self, phase: Phase, base: f64, t: &Thresholds) -> StatVerdict {
+        self.judge_with_metrics(phase, base, t, &[])
+    }
+
+    /// [`PhaseStats::judge`] with agent-metric gates: a gate's test trips like the failure
+    /// test, and promotion also needs every gate within the phase's margin.
+    pub fn judge_with_metrics(
+        &self,
+        phase: Phase,
+        base: f64,
+        t: &Thresholds,
+        gates: &[MetricGate],
+    ) -> StatVerdict {
         let p = &t.params;
         let c = &self.totals;
-        let thr = p.threshold();
+        let m = gates.len() as f64;
+        // Bonferroni over 3 phases × (2 + m) tests; with no gates, ln(6 / alpha).
+        let thr = (3.0 * (2.0 + m) / p.alpha).ln();
+        let no_metric = MetricStats::default();
+        let metric = |i: usize| self.metrics.get(i).unwrap_or(&no_metric);
         let counts = |what: &str, k_c: u64, k_b: u64| {
             format!(
                 "candidate {k_c} {what} in {} executions, baseline {k_b} in {} this phase",
@@ -457,6 +609,28 @@ impl PhaseStats {
                 ),
             );
         }
+        for (i, g) in gates.iter().enumerate() {
+            let ms = metric(i);
+            let e = comparative_ln_e(&ms.l);
+            if e >= thr {
+                let mt = &ms.totals;
+                return verdict(
+                    Action::Rollback,
+                    format!(
+                        "{phase}: candidate has {} more often than baseline: ln E {e:.3} >= \
+                         {thr:.3} (candidate {} in {} executions reporting {}, baseline {} in \
+                         {} this phase; alpha {})",
+                        g.describe(),
+                        mt.bad_c,
+                        mt.n_c,
+                        g.name,
+                        mt.bad_b,
+                        mt.n_b,
+                        p.alpha
+                    ),
+                );
+            }
+        }
         let q0 = t.q0();
         let (eg, tg) = (self.ln_e_guard(q0), p.guard_threshold());
         let floor = format!(
@@ -479,12 +653,23 @@ impl PhaseStats {
                 ),
             );
         }
-        let stats = format!(
+        let mut stats = format!(
             "ln E fail {ef:.3}, slow {es:.3} < {thr:.3}; {}, {} slow, {}",
             counts("failures", c.fail_c, c.fail_b),
             c.slow_c,
             c.slow_b
         );
+        for (i, g) in gates.iter().enumerate() {
+            let mt = &metric(i).totals;
+            stats.push_str(&format!(
+                "; {}: candidate {} in {}, baseline {} in {}",
+                g.describe(),
+                mt.bad_c,
+                mt.n_c,
+                mt.bad_b,
+                mt.n_b
+            ));
+        }
         if base < t.slo {
             return verdict(
                 Action::Maintain,
@@ -501,8 +686,14 @@ impl PhaseStats {
                 format!("{phase}: no evidence against the candidate ({stats})"),
             );
         };
-        let a = p.ln_inv_alpha_bound();
-        if self.non_inferior(margin, a) {
+        // 4 + 2m bounds share alpha_promotion; with no gates, ln(4 / alpha_promotion).
+        let a = ((4.0 + 2.0 * m) / p.alpha_promotion).ln();
+        let metrics_ni = (0..gates.len()).all(|i| {
+            let mt = &metric(i).totals;
+            let q = lower_bound(mt.bad_b, mt.n_b, a) + margin;
+            upper_at_most(mt.bad_c, mt.n_c, q, a)
+        });
+        if self.non_inferior(margin, a) && metrics_ni {
             let bound =
                 |k_c, k_b| confidence_interval(k_c, c.n_c, a).1 - lower_bound(k_b, c.n_b, a);
             return verdict(
@@ -513,7 +704,7 @@ impl PhaseStats {
                      executions at level {:.4} each ({stats})",
                     bound(c.fail_c, c.fail_b),
                     bound(c.slow_c, c.slow_b),
-                    p.alpha_promotion / 4.0
+                    p.alpha_promotion / (4.0 + 2.0 * m)
                 ),
             );
         }
@@ -641,6 +832,99 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains("\"rule\":\"statistical\""), "{json}");
         assert_eq!(Policy::from_json(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn metric_gates_parse_validate_and_split_the_budget() {
+        use super::super::policy::Policy;
+        let p = Policy::from_toml(
+            "rule = \"statistical\"\n[[metrics]]\nname = \"cost\"\nbad_above = 0.05\n\
+             [[metrics]]\nname = \"quality\"\nbad_below = 0.7",
+        )
+        .unwrap();
+        assert_eq!(p.metrics.len(), 2);
+        assert_eq!(p.metrics[0].describe(), "cost > 0.05");
+        assert_eq!(p.metrics[1].describe(), "quality < 0.7");
+        let extra = BTreeMap::from([("quality".to_owned(), 0.5)]);
+        assert_eq!(p.metrics[0].value(Some(0.1), &extra), Some(0.1));
+        assert_eq!(p.metrics[1].value(None, &extra), Some(0.5));
+        assert!(p.metrics[0].is_bad(0.1) && !p.metrics[0].is_bad(0.05));
+        assert!(p.metrics[1].is_bad(0.5) && !p.metrics[1].is_bad(0.7));
+        for bad in [
+            "[[metrics]]\nname = \"cost\"",
+            "[[metrics]]\nname = \"cost\"\nbad_above = 1\nbad_below = 0",
+            "[[metrics]]\nname = \"\"\nbad_above = 1",
+            "[[metrics]]\nname = \"a\"\nbad_above = 1\n[[metrics]]\nname = \"a\"\nbad_above = 2",
+            "[[metrics]]\nname = \"a\"\nbad_above = 1\nsurprise = 3",
+        ] {
+            let e = Policy::from_toml(bad).unwrap_err();
+            let e = e.to_string();
+            assert!(
+                e.contains("metrics") || e.contains("surprise"),
+                "{bad}: {e}"
+            );
+        }
+        // With gates, a candidate worse on one metric trips at ln(3(2+m)/alpha).
+        let t = Thresholds {
+            params: StatisticalParams::default(),
+            rollback_threshold: 0.8,
+            slo: 0.85,
+        };
+        let mut st = PhaseStats::default();
+        let healthy = Counts {
+            n_c: 20,
+            n_b: 480,
+            fail_b: 20,
+            slow_b: 40,
+            ..Counts::default()
+        };
+        for _ in 0..6 {
+            st.update(&healthy, 0.95, &t);
+            st.update_metrics(&[
+                MetricCounts {
+                    n_c: 20,
+                    bad_c: 8,
+                    n_b: 480,
+                    bad_b: 24,
+                },
+                MetricCounts::default(),
+            ]);
+        }
+        let v = st.judge_with_metrics(Phase::Small, 0.95, &t, &p.metrics);
+        assert_eq!(v.action, Action::Rollback, "{}", v.reason);
+        assert!(
+            v.reason.contains("cost > 0.05") && v.reason.contains(">= 7.090"),
+            "{}",
+            v.reason
+        );
+        // Without the gate, the same state is healthy; the unreported quality gate alone
+        // blocks promotion.
+        assert_ne!(st.judge(Phase::Small, 0.95, &t).action, Action::Rollback);
+        let mut st = PhaseStats::default();
+        for _ in 0..30 {
+            st.update(&healthy, 0.95, &t);
+            st.update_metrics(&[
+                MetricCounts {
+                    n_c: 20,
+                    bad_c: 1,
+                    n_b: 480,
+                    bad_b: 24,
+                },
+                MetricCounts::default(),
+            ]);
+        }
+        assert_eq!(
+            st.judge_with_metrics(Phase::Small, 0.95, &t, &p.metrics[..1])
+                .action,
+            Action::Advance
+        );
+        let v = st.judge_with_metrics(Phase::Small, 0.95, &t, &p.metrics);
+        assert_eq!(v.action, Action::Maintain, "{}", v.reason);
+        assert!(
+            v.reason.contains("quality < 0.7: candidate 0 in 0"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]

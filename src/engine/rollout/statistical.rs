@@ -7,11 +7,21 @@
 //! judging and the silent rebuild path of [`Rollout::close_buckets_silently`]), so replaying
 //! the phase's events after a restart reproduces it bit for bit.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
 use super::super::decision::MetricsSnapshot;
-use super::super::stats::{Counts, PhaseStats, Rule, Thresholds};
-use super::super::types::EventTime;
+use super::super::stats::{Counts, MetricCounts, PhaseStats, Rule, Thresholds};
+use super::super::types::{EventTime, ExecutionEvent, Variant};
 use super::super::watchdog::Verdict;
+use super::super::window::bucket_start;
 use super::Rollout;
+
+/// Agent-metric counts per open bucket (one entry per gate), kept only until the bucket
+/// closes: the statistics take them at the close, nothing else reads them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct AgentBuckets(BTreeMap<EventTime, Vec<MetricCounts>>);
 
 impl Rollout {
     /// The statistical rule's state for the current phase (all zero under the threshold rule).
@@ -27,9 +37,41 @@ impl Rollout {
         }
     }
 
+    /// Counts a recorded event's gated agent metrics into its bucket.
+    pub(super) fn record_agent_metrics(&mut self, event: &ExecutionEvent) {
+        let gates = &self.policy.metrics;
+        if gates.is_empty() || self.policy.rule != Rule::Statistical {
+            return;
+        }
+        let start = bucket_start(event.timestamp, self.policy.evaluation_interval_ms);
+        let counts = self.agent.0.entry(start).or_default();
+        counts.resize(gates.len(), MetricCounts::default());
+        for (g, c) in gates.iter().zip(counts.iter_mut()) {
+            let Some(v) = g.value(event.cost, &event.extra) else {
+                continue;
+            };
+            let bad = u64::from(g.is_bad(v));
+            match event.variant {
+                Variant::Candidate => (c.n_c, c.bad_c) = (c.n_c + 1, c.bad_c + bad),
+                Variant::Baseline => (c.n_b, c.bad_b) = (c.n_b + 1, c.bad_b + bad),
+            }
+        }
+    }
+
     /// Adds the bucket `[start, end)` to the phase's statistics when the statistical rule is in
     /// force and the bucket belongs to the current phase.
     pub(super) fn update_phase_stats(&mut self, start: EventTime, end: EventTime) {
+        // The bucket's agent-metric counts (and any older, unused ones) leave memory now.
+        let mut metric_counts = None;
+        while let Some(entry) = self.agent.0.first_entry() {
+            if *entry.key() > start {
+                break;
+            }
+            let (s, c) = entry.remove_entry();
+            if s == start {
+                metric_counts = Some(c);
+            }
+        }
         if self.policy.rule != Rule::Statistical
             || self.phase == super::Phase::Off
             || start < self.phase_started_at
@@ -58,6 +100,12 @@ impl Rollout {
         let base = baseline_completion(window.samples, window.successes);
         let t = self.stats_thresholds();
         self.stats.update(&bucket, base, &t);
+        let gates = self.policy.metrics.len();
+        if gates > 0 {
+            let mut counts = metric_counts.unwrap_or_default();
+            counts.resize(gates, MetricCounts::default());
+            self.stats.update_metrics(&counts);
+        }
     }
 
     /// The statistical rule's verdict on the current phase; `metrics` is the rolling window
@@ -65,7 +113,12 @@ impl Rollout {
     /// incident hold).
     pub(super) fn judge_statistically(&self, metrics: &MetricsSnapshot) -> Verdict {
         let base = baseline_completion(metrics.baseline.samples, metrics.baseline.successes);
-        let v = self.stats.judge(self.phase, base, &self.stats_thresholds());
+        let v = self.stats.judge_with_metrics(
+            self.phase,
+            base,
+            &self.stats_thresholds(),
+            &self.policy.metrics,
+        );
         Verdict {
             action: v.action,
             reason: v.reason,
