@@ -7,8 +7,10 @@
 //! request goes to the candidate with the probability of the phase the engine last published,
 //! as a router would. Traffic is Poisson at the given rate (piecewise-constant bursts in the
 //! noisy scenario), outcomes are Bernoulli, latencies log-normal (σ = 0.5, so 10 % of requests
-//! at a 1200 ms mean exceed the 2000 ms SLO). Seeded and reproducible: rollout `i` of a scenario
-//! draws from its own generator, the same under every rule and every thread count.
+//! at a 1200 ms mean exceed the 2000 ms SLO); in the guardrail scenario agents also report a
+//! `guardrail_triggers` metric, and policies gate on it. Seeded and reproducible: rollout `i`
+//! of a scenario draws from its own generator, the same under every rule and every thread
+//! count.
 //!
 //! Not part of the library's API (hidden from its docs): it serves the binary.
 
@@ -19,7 +21,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::engine::stats::Rule;
+use crate::engine::stats::{MetricGate, Rule};
 use crate::engine::{
     Action, Decision, Engine, EngineOptions, ExecutionEvent, LatencyMs, Phase, Policy, Variant,
 };
@@ -28,6 +30,8 @@ use crate::engine::{
 const T0: i64 = 1_764_201_600_000;
 /// Latency spread: log-normal σ.
 const LATENCY_SIGMA: f64 = 0.5;
+/// The agent metric of the guardrail scenario.
+const GUARDRAILS: &str = "guardrail_triggers";
 
 /// How one version behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -81,6 +85,9 @@ pub struct Scenario {
     /// Noisy, bursty traffic: every 30 s the rate is multiplied by a factor in [0.2, 2.5] and
     /// both versions' success probability drops by a shared amount in [0, 0.08].
     pub noisy: bool,
+    /// Agents report `guardrail_triggers` (0 or 1): `(probability normally, probability while
+    /// the candidate is bad)`. Policies then gate on it (`guardrail_triggers > 0`).
+    pub guardrails: Option<(f64, f64)>,
 }
 
 impl Scenario {
@@ -100,6 +107,7 @@ pub fn scenarios() -> Vec<Scenario> {
         onset: Onset::Never,
         outage: None,
         noisy: false,
+        guardrails: None,
     };
     let degrading = |name, bad, onset| Scenario {
         bad,
@@ -131,6 +139,10 @@ pub fn scenarios() -> Vec<Scenario> {
             b(0.60, 1200.0),
             Onset::Flapping { period_ms: 60_000 },
         ),
+        Scenario {
+            guardrails: Some((0.05, 0.20)),
+            ..degrading("guardrails 5%->20%", b(0.95, 1200.0), Onset::FromStart)
+        },
     ]
 }
 
@@ -143,8 +155,8 @@ pub struct Outcome {
     pub full_at: Option<i64>,
     /// When the candidate first behaved badly, if it did.
     pub onset_at: Option<i64>,
-    /// Bad requests (failed or over the latency SLO) the candidate served from the onset until
-    /// the rollback (or the end of the simulation).
+    /// Bad requests (failed, over the latency SLO, or with a guardrail triggered) the candidate
+    /// served from the onset until the rollback (or the end of the simulation).
     pub exposure: u64,
 }
 
@@ -274,7 +286,18 @@ pub fn simulate(
         let success = rng.random::<f64>() < behaviour.success;
         let latency = behaviour.latency_ms
             * (LATENCY_SIGMA * normal(&mut rng) - LATENCY_SIGMA * LATENCY_SIGMA / 2.0).exp();
-        if bad_now && (!success || latency > policy.max_latency_ms) {
+        let mut triggered = false;
+        if let Some((normal_p, bad_p)) = scenario.guardrails {
+            triggered = rng.random::<f64>() < if bad_now { bad_p } else { normal_p };
+            let v = f64::from(u8::from(triggered));
+            match event.extra.get_mut(GUARDRAILS) {
+                Some(x) => *x = v,
+                None => {
+                    event.extra.insert(GUARDRAILS.to_owned(), v);
+                }
+            }
+        }
+        if bad_now && (!success || latency > policy.max_latency_ms || triggered) {
             outcome.exposure += 1;
         }
         event.variant = if candidate {
@@ -424,7 +447,20 @@ pub fn run(options: &Options) -> Vec<Cell> {
             vec![Outcome::default(); options.rollouts];
             cells.len()
         ]);
-    let policies: Vec<Policy> = cells.iter().map(|(_, r)| r.policy()).collect();
+    let policies: Vec<Policy> = cells
+        .iter()
+        .map(|(s, r)| {
+            let mut p = r.policy();
+            if scenarios[*s].guardrails.is_some() {
+                p.metrics.push(MetricGate {
+                    name: GUARDRAILS.to_owned(),
+                    bad_above: Some(0.0),
+                    bad_below: None,
+                });
+            }
+            p
+        })
+        .collect();
     std::thread::scope(|scope| {
         for _ in 0..options.threads.max(1) {
             scope.spawn(|| {
