@@ -131,3 +131,65 @@ async fn restart_mid_stream_decides_like_an_uninterrupted_run() {
     assert_eq!(count(&got), want);
     assert_eq!(settled, expected);
 }
+
+/// A phase longer than the restore look-back (monitoring window + slack, about 7 minutes with
+/// the defaults): the statistical state covers the whole phase, so the restart must replay the
+/// events from the phase start, not only the look-back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_a_phase_longer_than_the_look_back_decides_like_an_uninterrupted_run() {
+    let kafka = common::kafka().await;
+    let mut config = config(&kafka.bootstrap, 2);
+    config.policy = statistical();
+    let policy = config.policy.clone();
+    let events = fleet(4, 20 * 60, &policy);
+    let expected = expected_decisions(&events, &policy);
+    let want = count(&expected);
+    // The restart happens 920 s into the run; some phase change must come after it, judged on
+    // a phase that started before the look-back (here SMALL of stat-002, from 430 s to 940 s).
+    let t0 = events[0].timestamp;
+    let cut = events
+        .iter()
+        .position(|e| e.timestamp >= t0 + 920_000)
+        .unwrap();
+    let cut_at = events[cut].timestamp;
+    // A decision carries the start of the phase it enters; the phase it judged began at the
+    // previous decision's.
+    let late = expected
+        .values()
+        .flat_map(|ds| ds.windows(2))
+        .filter(|w| w[1].at > cut_at && w[0].phase_started_at.is_some_and(|s| s < cut_at - 440_000))
+        .count();
+    let summary: Vec<String> = expected
+        .values()
+        .flatten()
+        .map(|d| {
+            format!(
+                "{} {}->{} at {} (phase from {:?})",
+                d.rollout_id,
+                d.from,
+                d.to,
+                (d.at - t0) / 1000,
+                d.phase_started_at.map(|s| (s - t0) / 1000)
+            )
+        })
+        .collect();
+    assert!(
+        late >= 1,
+        "no decision after the cut ({} s) on a long phase: {summary:#?}",
+        (cut_at - t0) / 1000
+    );
+    let producer = producer(&kafka.bootstrap);
+    let (first, second) = events.split_at(cut);
+    let processor = start(&config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_events(&producer, &config.topics.events, first, Encoding::Json).await;
+    let _ = await_decisions(&kafka.bootstrap, &config, 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    processor.stop().await;
+    let processor = start(&config);
+    produce_events(&producer, &config.topics.events, second, Encoding::Json).await;
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(90)).await;
+    processor.stop().await;
+    assert_eq!(count(&got), want);
+    assert_eq!(got, expected);
+}
