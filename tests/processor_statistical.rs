@@ -1,9 +1,11 @@
 //! The statistical rule on a real broker: the seed's scenarios, and a processor restarted
-//! mid-stream (restore + silent replay) deciding exactly as an uninterrupted engine.
+//! mid-stream (restore + silent replay) or killed with SIGKILL deciding exactly as an
+//! uninterrupted engine.
 
 mod common;
 
-use std::time::Duration;
+use std::process::{Command as Proc, Stdio};
+use std::time::{Duration, Instant};
 
 use common::processor::*;
 use rollout_breaker::codec::Encoding;
@@ -192,4 +194,94 @@ async fn restart_after_a_phase_longer_than_the_look_back_decides_like_an_uninter
     processor.stop().await;
     assert_eq!(count(&got), want);
     assert_eq!(got, expected);
+}
+
+/// The chaos test of `processor_recovery.rs` under the statistical rule: the processor binary
+/// is killed without warning three times while working through a backlog, then restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_three_points_leaves_the_same_decisions_as_an_uninterrupted_run() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let kafka = common::kafka().await;
+    let mut config = config(&kafka.bootstrap, 4);
+    config.policy = Policy {
+        schedule: Schedule {
+            probe: TrafficPercent::new(10.0).unwrap(),
+            small: TrafficPercent::new(25.0).unwrap(),
+            medium: TrafficPercent::new(50.0).unwrap(),
+        },
+        ..statistical()
+    };
+    let events = fleet(60, 90, &config.policy);
+    let expected = expected_decisions(&events, &config.policy);
+    let want = count(&expected);
+    let rollbacks = expected
+        .values()
+        .flatten()
+        .filter(|d| d.action == Action::Rollback)
+        .count();
+    assert!(rollbacks >= 10, "{rollbacks} rollbacks");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("processor.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    rollout_breaker::kafka::processor::ensure_topics(&config)
+        .await
+        .unwrap();
+    let producer = producer(&kafka.bootstrap);
+    let watcher: BaseConsumer =
+        common::consumer_config(&kafka.bootstrap, &common::unique_name("watch"))
+            .create()
+            .unwrap();
+    let ends = |w: &BaseConsumer| -> i64 {
+        (0..config.topics.partitions)
+            .map(|p| {
+                w.fetch_watermarks(&config.topics.decisions, p, Duration::from_secs(10))
+                    .map_or(0, |m| m.1)
+            })
+            .sum()
+    };
+    let spawn = || {
+        Proc::new(env!("CARGO_BIN_EXE_rollout-breaker"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .args(["--instance-id", "crashy", "--http-listen", "off"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn processor")
+    };
+    let chunks: Vec<&[ExecutionEvent]> = events.chunks(events.len() / 4 + 1).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        produce_events(&producer, &config.topics.events, chunk, Encoding::Json).await;
+        let before = ends(&watcher);
+        let mut child = spawn();
+        if i + 1 < chunks.len() {
+            // Kill it once it has committed a transaction, while it works through the backlog.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while ends(&watcher) <= before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            child.kill().expect("SIGKILL");
+            child.wait().unwrap();
+        } else {
+            let got =
+                await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(120)).await;
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let settled = await_decisions(
+                &kafka.bootstrap,
+                &config,
+                usize::MAX,
+                Duration::from_secs(3),
+            )
+            .await;
+            assert_eq!(count(&got), want);
+            let differing: Vec<&String> = expected
+                .iter()
+                .filter(|(r, ds)| settled.get(*r) != Some(*ds))
+                .map(|(r, _)| r)
+                .collect();
+            assert!(differing.is_empty(), "rollouts differ: {differing:?}");
+            assert_eq!(settled, expected);
+        }
+    }
 }
