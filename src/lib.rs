@@ -28,6 +28,8 @@
 //!   `simulate` and `demo`.
 //! - [`fleet`]: a simulated fleet of agents that plays scenarios against a live decision table
 //!   (`simulate`, `demo`); [`demo`]: the one-command, in-process demo.
+//! - `quality` (hidden, serves the binary): the decision-quality simulator behind
+//!   `rollout-breaker bench quality`.
 //! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin).
 #![warn(missing_docs)]
 
@@ -42,5 +44,7 @@ pub mod fleet;
 pub mod input;
 pub mod kafka;
 pub mod observe;
+#[doc(hidden)]
+pub mod quality;
 pub mod router;
 pub mod sim;
