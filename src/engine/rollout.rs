@@ -120,6 +120,10 @@ impl Rollout {
     pub fn late_events(&self) -> u64 {
         self.late_events
     }
+    /// The newest event time recorded: the watermark is this minus the allowed lateness.
+    pub fn newest_event_time(&self) -> EventTime {
+        self.max_event_time
+    }
     /// Event time from which samples count for the current phase.
     pub fn phase_started_at(&self) -> EventTime {
         self.phase_started_at
