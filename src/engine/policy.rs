@@ -209,8 +209,8 @@ pub struct Policy {
     /// Chernoff bound of the one-sided binomial tail, `exp(-n · KL(k/n ‖ p))`, is below it.
     #[serde(default = "default_traffic_shortfall_alpha")]
     pub traffic_shortfall_alpha: f64,
-    /// The first ms of each phase the shortfall check does not count, in
-    /// `[0, monitoring_window_ms]`: routers need a moment to follow a phase change.
+    /// The first ms of each phase the shortfall check does not count (at most a day): routers
+    /// need a moment to follow a phase change.
     #[serde(default = "default_traffic_shortfall_grace_ms")]
     pub traffic_shortfall_grace_ms: u64,
     /// Decision rule: `"threshold"` (default; the seed's absolute thresholds, listed above) or
@@ -316,12 +316,12 @@ impl Policy {
                 format!("must be in (0, 0.5], got {}", self.traffic_shortfall_alpha),
             ));
         }
-        if self.traffic_shortfall_grace_ms > self.monitoring_window_ms {
+        if self.traffic_shortfall_grace_ms > MAX_WINDOW_MS {
             return Err(PolicyError::new(
                 "traffic_shortfall_grace_ms",
                 format!(
-                    "must be in [0, monitoring_window_ms = {}], got {}",
-                    self.monitoring_window_ms, self.traffic_shortfall_grace_ms
+                    "must be in [0, {MAX_WINDOW_MS}], got {}",
+                    self.traffic_shortfall_grace_ms
                 ),
             ));
         }
