@@ -182,6 +182,14 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(simulate(args))?;
         }
         Command::Bench(BenchCommand::Quality(args)) => bench_quality(&args)?,
+        Command::Rollout(args) => {
+            init_tracing_quiet();
+            std::process::exit(rollout_breaker::cli::operate::rollout(&args)?);
+        }
+        Command::Status(args) => {
+            init_tracing_quiet();
+            std::process::exit(rollout_breaker::cli::operate::status(&args)?);
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod client;
+pub mod operate;
 pub mod processor;
 pub mod read;
 pub mod restore;
