@@ -164,10 +164,8 @@ pub fn table(decisions: &[Decision]) -> String {
 /// Runs `rollout-breaker status …`.
 pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
     let config = args.connection.resolve()?;
-    let mut found = false;
-    loop {
+    let found = loop {
         let decisions = operate::status(&config, args.rollout.as_deref())?;
-        found = !decisions.is_empty();
         if args.json {
             println!("{}", serde_json::to_string_pretty(&decisions)?);
         } else {
@@ -187,9 +185,9 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
         }
         match args.watch {
             Some(secs) => std::thread::sleep(Duration::from_secs(secs.max(1))),
-            None => break,
+            None => break !decisions.is_empty(),
         }
-    }
+    };
     // A rollout asked for by name and not found is an error for scripts.
     Ok(i32::from(args.rollout.is_some() && !found))
 }

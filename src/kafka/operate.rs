@@ -34,7 +34,7 @@ pub enum OperateError {
 pub enum CommandOutcome {
     /// The processor applied it; this is the decision it published (a RETIRE: `None`, its
     /// tombstone carries no decision).
-    Applied(Option<Decision>),
+    Applied(Option<Box<Decision>>),
     /// The processor refused it; the dead-letter topic says why.
     Refused {
         /// Dead-letter reason (`refused_command`, `clock_skew`, …).
@@ -138,7 +138,7 @@ pub fn send_command(
                     && d.actor == command.actor
                     && d.at == command.timestamp
                 {
-                    return Ok(CommandOutcome::Applied(Some(d)));
+                    return Ok(CommandOutcome::Applied(Some(Box::new(d))));
                 }
             }
         } else if m.payload() == Some(payload.as_slice()) {
