@@ -1,0 +1,530 @@
+//! The chaos suite's seeded workload: events, commands and refused records for many rollouts,
+//! stamped in the present, produced once to the input topics that both runs read.
+//!
+//! Everything here is a function of the seed and of `now` (the moment the workload is built):
+//! rollout profiles, event times, outcomes, commands and where refused records go. Event times
+//! run over the last `span_ms` up to `now`, because a broker deletes records whose timestamps
+//! are older than its retention.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde_json::json;
+
+/// Whether the workload contains RETIRE commands. The lead is adding `CommandKind::Retire`
+/// (issue 8); until it is on this branch a RETIRE record would only test the decoder's
+/// unknown-symbol path. HOOK: set to `true` once `CommandKind::Retire` exists.
+pub const RETIRE_COMMANDS: bool = false;
+
+/// Records larger than this are refused as `too_large`; the harness's processor config sets
+/// `processing.max_record_bytes` to it (the default, 1 MiB, is the broker's own limit).
+pub const MAX_RECORD_BYTES: usize = 8 * 1024;
+
+/// Java's `murmur2` as Kafka's default partitioner uses it (librdkafka `murmur2_random`).
+pub fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() == 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// The partition a Java client (or librdkafka's `murmur2_random`) picks for `key`.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    ((murmur2(key.as_bytes()) & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+/// How a rollout's candidate behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Profile {
+    /// Stays healthy: advances to FULL.
+    Healthy,
+    /// Completion drops to ~60 % at its break time: ROLLBACK.
+    Degrading,
+    /// Mean latency rises above the policy's maximum at its break time: ROLLBACK.
+    LatencyRegression,
+}
+
+/// What was put into a rollout besides its plain events, to explain a differing rollout.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutNotes {
+    /// The candidate profile.
+    pub profile: Option<Profile>,
+    /// Commands addressed to it, by kind name.
+    pub commands: Vec<&'static str>,
+    /// Refused or unusual records carrying its id, by kind.
+    pub oddities: BTreeMap<&'static str, u32>,
+}
+
+/// One input record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Record key; `None` for keyless records.
+    pub key: Option<String>,
+    /// Value bytes.
+    pub payload: Vec<u8>,
+    /// Record timestamp (CreateTime), ms.
+    pub timestamp: i64,
+    /// A partition chosen on purpose (wrong-partition records); `None` lets murmur2 choose.
+    pub partition: Option<i32>,
+}
+
+/// What the workload should be.
+#[derive(Debug, Clone)]
+pub struct WorkloadSpec {
+    /// Good events (refused records and commands come on top).
+    pub events: usize,
+    /// Rollouts.
+    pub rollouts: usize,
+    /// Partitions of the input topics.
+    pub partitions: i32,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Event times run over `[now - span_ms, now]`.
+    pub span_ms: i64,
+    /// The present, ms since the epoch.
+    pub now_ms: i64,
+    /// Include operator commands.
+    pub commands: bool,
+    /// Include refused records, late, future-dated and keyless events.
+    pub oddities: bool,
+}
+
+/// The generated input, in production order.
+#[derive(Debug, Default)]
+pub struct Workload {
+    /// Records for the events topic, in event-time order (late records placed where they
+    /// arrive, not where they belong).
+    pub events: Vec<Record>,
+    /// Records for the commands topic, in time order.
+    pub commands: Vec<Record>,
+    /// How many records of each kind were generated (good events, late, future, each refused
+    /// kind, each command kind).
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Per rollout id, what it received besides plain events.
+    pub notes: BTreeMap<String, RolloutNotes>,
+}
+
+/// Kinds of records the processor refuses (or, before issue 8 lands, should refuse), with the
+/// dead-letter reason each is expected to get.
+pub const REFUSED_KINDS: [(&str, &str); 10] = [
+    ("too_large", "too_large"),
+    ("invalid_json", "invalid_json"),
+    ("missing_field", "missing_field"),
+    ("invalid_latency", "invalid_latency"),
+    ("invalid_timestamp", "invalid_timestamp"),
+    ("key_mismatch", "key_mismatch"),
+    ("keyless", "keyless (issue 8)"),
+    ("wrong_partition", "wrong partition (issue 8)"),
+    ("clock_skew_hours", "clock_skew (issue 8)"),
+    ("refused_command", "refused_command"),
+];
+
+fn rollout_id(r: usize) -> String {
+    format!("agent-{r:05}")
+}
+
+fn event_json(id: &str, candidate: bool, success: bool, latency_ms: f64, ts: i64) -> String {
+    let (variant, version) = if candidate {
+        ("CANDIDATE", "v2")
+    } else {
+        ("BASELINE", "v1")
+    };
+    format!(
+        r#"{{"rollout_id":"{id}","variant":"{variant}","version":"{version}","success":{success},"latency_ms":{latency_ms:.1},"timestamp_ms":{ts}}}"#
+    )
+}
+
+fn command_json(
+    id: &str,
+    kind: &str,
+    ts: i64,
+    start_policy: Option<&serde_json::Value>,
+) -> Vec<u8> {
+    let mut v = json!({
+        "rollout_id": id,
+        "kind": kind,
+        "actor": "chaos",
+        "reason": format!("chaos suite {kind}"),
+        "timestamp_ms": ts,
+    });
+    if let Some(policy) = start_policy {
+        v["candidate_version"] = json!("v2");
+        v["baseline_version"] = json!("v1");
+        v["policy_json"] = json!(policy.to_string());
+    }
+    serde_json::to_vec(&v).expect("command JSON")
+}
+
+impl Workload {
+    /// Builds the workload for `spec`.
+    pub fn generate(spec: &WorkloadSpec) -> Self {
+        let mut rng = SmallRng::seed_from_u64(spec.seed);
+        let mut w = Workload::default();
+        let start_of_time = spec.now_ms - spec.span_ms;
+        // (time, tie-break, record): sorted once at the end.
+        let mut events: Vec<(i64, u64, Record)> = Vec::with_capacity(spec.events + 1024);
+        let mut commands: Vec<(i64, u64, Record)> = Vec::new();
+        let mut tie = 0u64;
+        let mut next_tie = || {
+            tie += 1;
+            tie
+        };
+        let per_rollout = (spec.events / spec.rollouts.max(1)).max(1);
+        let bump = |w: &mut Workload, kind: &'static str| *w.counts.entry(kind).or_default() += 1;
+
+        for r in 0..spec.rollouts {
+            let id = rollout_id(r);
+            let profile = match r % 10 {
+                0..=4 => Profile::Healthy,
+                5..=7 => Profile::Degrading,
+                _ => Profile::LatencyRegression,
+            };
+            let notes = w.notes.entry(id.clone()).or_default();
+            notes.profile = Some(profile);
+            // Rollouts begin over the first 30 % of the span and run to `now`.
+            let begin = start_of_time + rng.random_range(0..spec.span_ms * 3 / 10);
+            let life = spec.now_ms - begin;
+            let breaks_at = begin + life * rng.random_range(25..70) / 100;
+            let candidate_share: f64 = rng.random_range(0.15..0.5);
+            // Spread the event budget unevenly: some rollouts are busier than others.
+            let n = per_rollout * rng.random_range(60..140) / 100;
+
+            // Commands, at times chosen inside the rollout's life.
+            let at = |pct: i64| begin + life * pct / 100;
+            let mut cmd = |w: &mut Workload,
+                           kind: &'static str,
+                           ts: i64,
+                           policy: Option<serde_json::Value>| {
+                let payload = command_json(&id, kind, ts, policy.as_ref());
+                commands.push((
+                    ts,
+                    next_tie(),
+                    Record {
+                        key: Some(id.clone()),
+                        payload,
+                        timestamp: ts,
+                        partition: None,
+                    },
+                ));
+                w.notes.get_mut(&id).unwrap().commands.push(kind);
+                bump(w, kind);
+            };
+            if spec.commands && r % 3 == 0 {
+                // An operator START with its own policy, just before the first event.
+                let policy = json!({
+                    "min_samples_per_phase": 8,
+                    "max_latency_ms": 1800.0,
+                    "advancement_threshold": 0.93,
+                    "evaluation_interval_ms": 15000,
+                });
+                cmd(&mut w, "START", begin - 1_000, Some(policy));
+            }
+            if spec.commands && r % 7 == 1 {
+                cmd(&mut w, "PAUSE", at(30), None);
+                cmd(&mut w, "RESUME", at(45), None);
+            }
+            if spec.commands && r % 11 == 2 {
+                cmd(&mut w, "ABORT", at(40), None);
+                cmd(&mut w, "RETRY", at(55), None);
+            }
+            if spec.commands && r % 13 == 3 {
+                // Refused: RESUME of a rollout that is not paused.
+                cmd(&mut w, "RESUME", at(20), None);
+            }
+            if spec.commands && RETIRE_COMMANDS && r % 17 == 4 {
+                // After its last event: retiring writes a tombstone.
+                cmd(&mut w, "RETIRE", spec.now_ms + 1_000, None);
+            }
+
+            for i in 0..n {
+                let slot = life as f64 / n as f64;
+                let mut ts = begin + ((i as f64 + rng.random_range(0.0..1.0)) * slot) as i64;
+                let placed_at = ts;
+                let candidate = rng.random_bool(candidate_share);
+                let broken = candidate && ts >= breaks_at;
+                let success = match (profile, broken) {
+                    (Profile::Degrading, true) => rng.random_bool(0.6),
+                    _ => rng.random_bool(0.985),
+                };
+                let latency = match (profile, broken) {
+                    (Profile::LatencyRegression, true) => rng.random_range(2_400.0..3_600.0),
+                    _ => rng.random_range(300.0..1_100.0),
+                };
+                let roll: f64 = if spec.oddities {
+                    rng.random_range(0.0..1.0)
+                } else {
+                    1.0
+                };
+                let mut record_ts = ts;
+                let kind = if roll < 0.002 {
+                    // Late: stamped 1-3 minutes before where it is produced.
+                    ts -= rng.random_range(60_000..180_000);
+                    record_ts = ts;
+                    "late"
+                } else if roll < 0.0025 {
+                    // Future-dated within the skew bound: up to 30 s ahead of its record time.
+                    ts += rng.random_range(1_000..30_000);
+                    "future_seconds"
+                } else {
+                    "event"
+                };
+                bump(&mut w, kind);
+                if kind != "event" {
+                    *w.notes
+                        .get_mut(&id)
+                        .unwrap()
+                        .oddities
+                        .entry(kind)
+                        .or_default() += 1;
+                }
+                events.push((
+                    placed_at,
+                    next_tie(),
+                    Record {
+                        key: Some(id.clone()),
+                        payload: event_json(&id, candidate, success, latency, ts).into_bytes(),
+                        timestamp: record_ts,
+                        partition: None,
+                    },
+                ));
+            }
+        }
+
+        // Refused records: a few of each kind per 10k events, at least 3 of each.
+        let per_kind = (spec.events / 4_000).max(3);
+        for (kind, _) in REFUSED_KINDS.iter().filter(|_| spec.oddities) {
+            let kind = *kind;
+            if kind == "refused_command" {
+                // Besides the RESUMEs above: PAUSE of a rollout that does not exist.
+                for _ in 0..per_kind {
+                    let ts = start_of_time + rng.random_range(0..spec.span_ms);
+                    let id = format!("ghost-{:05}", rng.random_range(0..100_000));
+                    commands.push((
+                        ts,
+                        next_tie(),
+                        Record {
+                            key: Some(id.clone()),
+                            payload: command_json(&id, "PAUSE", ts, None),
+                            timestamp: ts,
+                            partition: None,
+                        },
+                    ));
+                    bump(&mut w, "refused_command");
+                }
+                continue;
+            }
+            for _ in 0..per_kind {
+                let r = rng.random_range(0..spec.rollouts);
+                let id = rollout_id(r);
+                let ts = start_of_time + rng.random_range(spec.span_ms / 5..spec.span_ms);
+                let good = event_json(&id, true, true, 500.0, ts);
+                let mut rec = Record {
+                    key: Some(id.clone()),
+                    payload: good.clone().into_bytes(),
+                    timestamp: ts,
+                    partition: None,
+                };
+                match kind {
+                    "too_large" => {
+                        let pad = "x".repeat(MAX_RECORD_BYTES + 100);
+                        rec.payload = good
+                            .replacen('{', &format!(r#"{{"segment":"{pad}","#), 1)
+                            .into_bytes();
+                    }
+                    "invalid_json" => rec.payload = format!("{{rollout_id: {id}}}").into_bytes(),
+                    "missing_field" => {
+                        rec.payload = format!(
+                            r#"{{"rollout_id":"{id}","variant":"CANDIDATE","version":"v2","success":true,"timestamp_ms":{ts}}}"#
+                        )
+                        .into_bytes();
+                    }
+                    "invalid_latency" => {
+                        rec.payload = good
+                            .replace("\"latency_ms\":500.0", "\"latency_ms\":-5.0")
+                            .into_bytes();
+                    }
+                    "invalid_timestamp" => {
+                        rec.payload = event_json(&id, true, true, 500.0, 1_000).into_bytes();
+                    }
+                    "key_mismatch" => {
+                        // Keyed (and partitioned) as another rollout; carries a failure, so
+                        // counting it anywhere changes that rollout's window.
+                        let other = rollout_id((r + 1) % spec.rollouts);
+                        *w.notes
+                            .entry(other.clone())
+                            .or_default()
+                            .oddities
+                            .entry("key_mismatch_payload")
+                            .or_default() += 1;
+                        rec.payload = event_json(&other, true, false, 4_000.0, ts).into_bytes();
+                    }
+                    "keyless" => rec.key = None,
+                    "wrong_partition" => {
+                        let right = partition_for(&id, spec.partitions);
+                        rec.partition = Some((right + 1) % spec.partitions);
+                        rec.payload = event_json(&id, true, false, 4_000.0, ts).into_bytes();
+                    }
+                    "clock_skew_hours" => {
+                        // Event time hours ahead of the record time (the broker refuses record
+                        // timestamps more than an hour ahead, so the record time stays sane).
+                        let ahead = rng.random_range(2..6) * 3_600_000;
+                        rec.payload = event_json(&id, true, true, 500.0, ts + ahead).into_bytes();
+                    }
+                    _ => unreachable!("{kind}"),
+                }
+                bump(&mut w, kind);
+                *w.notes
+                    .entry(id)
+                    .or_default()
+                    .oddities
+                    .entry(kind)
+                    .or_default() += 1;
+                events.push((ts, next_tie(), rec));
+            }
+        }
+
+        events.sort_by_key(|(t, tie, _)| (*t, *tie));
+        commands.sort_by_key(|(t, tie, _)| (*t, *tie));
+        w.events = events.into_iter().map(|(_, _, r)| r).collect();
+        w.commands = commands.into_iter().map(|(_, _, r)| r).collect();
+        w
+    }
+}
+
+/// Counts deliveries and checks that keyed records land where murmur2 says.
+struct DeliveryCheck {
+    failed: Arc<AtomicU64>,
+    misplaced: Arc<AtomicU64>,
+}
+
+impl ClientContext for DeliveryCheck {}
+
+impl ProducerContext for DeliveryCheck {
+    /// 1 + the partition murmur2 picks for the record's key; 0 when not checked.
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, expected: usize) {
+        match result {
+            Ok(m) => {
+                if expected != 0 && expected - 1 != m.partition() as usize {
+                    self.misplaced.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Produces `records` to `topic` in order, partitioned like Java clients (murmur2) unless a
+/// record names its partition. Panics if any record is not delivered, or if a keyed record
+/// landed on another partition than [`partition_for`] computes (the wrong-partition records
+/// would then be wrong for the wrong reason).
+pub fn produce(bootstrap: &str, topic: &str, partitions: i32, records: &[Record]) {
+    let failed = Arc::new(AtomicU64::new(0));
+    let misplaced = Arc::new(AtomicU64::new(0));
+    let producer: ThreadedProducer<DeliveryCheck> = crate::common::producer_config(bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "500000")
+        .create_with_context(DeliveryCheck {
+            failed: failed.clone(),
+            misplaced: misplaced.clone(),
+        })
+        .expect("producer");
+    for rec in records {
+        let check = match (&rec.key, rec.partition) {
+            (Some(k), None) => 1 + partition_for(k, partitions) as usize,
+            _ => 0,
+        };
+        let mut br = BaseRecord::with_opaque_to(topic, check)
+            .payload(&rec.payload)
+            .timestamp(rec.timestamp);
+        if let Some(k) = &rec.key {
+            br = br.key(k.as_bytes());
+        }
+        if let Some(p) = rec.partition {
+            br = br.partition(p);
+        }
+        let mut br = br;
+        loop {
+            match producer.send(br) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    br = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "undelivered records to {topic}"
+    );
+    assert_eq!(
+        misplaced.load(Ordering::Relaxed),
+        0,
+        "records on {topic} landed off their murmur2 partition: the harness's murmur2 is wrong"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_java() {
+        // Values from Kafka's Utils.murmur2 (clients/src/test/.../UtilsTest.java).
+        assert_eq!(murmur2(b"21") as i32, -973_932_308);
+        assert_eq!(murmur2(b"foobar") as i32, -790_332_482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985_981_536);
+        assert_eq!(
+            murmur2(b"a-little-bit-longer-string") as i32,
+            -1_486_304_829
+        );
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58_897_971
+        );
+        assert_eq!(murmur2(b"abc") as i32, 479_470_107);
+    }
+}
