@@ -96,6 +96,8 @@ pub struct Record {
     pub timestamp: i64,
     /// A partition chosen on purpose (wrong-partition records); `None` lets murmur2 choose.
     pub partition: Option<i32>,
+    /// What the record is: `event`, `late`, a command kind or a refused kind.
+    pub kind: &'static str,
 }
 
 /// What the workload should be.
@@ -234,6 +236,7 @@ impl Workload {
                         payload,
                         timestamp: ts,
                         partition: None,
+                        kind,
                     },
                 ));
                 w.notes.get_mut(&id).unwrap().commands.push(kind);
@@ -315,6 +318,7 @@ impl Workload {
                         payload: event_json(&id, candidate, success, latency, ts).into_bytes(),
                         timestamp: record_ts,
                         partition: None,
+                        kind,
                     },
                 ));
             }
@@ -337,6 +341,7 @@ impl Workload {
                             payload: command_json(&id, "PAUSE", ts, None),
                             timestamp: ts,
                             partition: None,
+                            kind: "refused_command",
                         },
                     ));
                     bump(&mut w, "refused_command");
@@ -347,12 +352,15 @@ impl Workload {
                 let r = rng.random_range(0..spec.rollouts);
                 let id = rollout_id(r);
                 let ts = start_of_time + rng.random_range(spec.span_ms / 5..spec.span_ms);
-                let good = event_json(&id, true, true, 500.0, ts);
+                // Refused records that still decode carry a slow failure: if anything (live
+                // run, restore, audit) counts one, the rollout's window shows it.
+                let good = event_json(&id, true, false, 4_000.0, ts);
                 let mut rec = Record {
                     key: Some(id.clone()),
                     payload: good.clone().into_bytes(),
                     timestamp: ts,
                     partition: None,
+                    kind,
                 };
                 match kind {
                     "too_large" => {
@@ -370,16 +378,20 @@ impl Workload {
                     }
                     "invalid_latency" => {
                         rec.payload = good
-                            .replace("\"latency_ms\":500.0", "\"latency_ms\":-5.0")
+                            .replace("\"latency_ms\":4000.0", "\"latency_ms\":-5.0")
                             .into_bytes();
                     }
                     "invalid_timestamp" => {
                         rec.payload = event_json(&id, true, true, 500.0, 1_000).into_bytes();
                     }
                     "key_mismatch" => {
-                        // Keyed (and partitioned) as another rollout; carries a failure, so
-                        // counting it anywhere changes that rollout's window.
-                        let other = rollout_id((r + 1) % spec.rollouts);
+                        // Keyed as this rollout, about another one of the same partition: a
+                        // reader that skips the key check counts it for that other rollout.
+                        let here = partition_for(&id, spec.partitions);
+                        let other = (1..spec.rollouts)
+                            .map(|d| rollout_id((r + d) % spec.rollouts))
+                            .find(|o| partition_for(o, spec.partitions) == here)
+                            .unwrap_or_else(|| rollout_id((r + 1) % spec.rollouts));
                         *w.notes
                             .entry(other.clone())
                             .or_default()
@@ -392,13 +404,13 @@ impl Workload {
                     "wrong_partition" => {
                         let right = partition_for(&id, spec.partitions);
                         rec.partition = Some((right + 1) % spec.partitions);
-                        rec.payload = event_json(&id, true, false, 4_000.0, ts).into_bytes();
                     }
                     "clock_skew_hours" => {
                         // Event time hours ahead of the record time (the broker refuses record
                         // timestamps more than an hour ahead, so the record time stays sane).
                         let ahead = rng.random_range(2..6) * 3_600_000;
-                        rec.payload = event_json(&id, true, true, 500.0, ts + ahead).into_bytes();
+                        rec.payload =
+                            event_json(&id, true, false, 4_000.0, ts + ahead).into_bytes();
                     }
                     _ => unreachable!("{kind}"),
                 }
@@ -510,6 +522,59 @@ pub fn produce(bootstrap: &str, topic: &str, partitions: i32, records: &[Record]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rollout_breaker::codec::{self, Encoding};
+
+    #[test]
+    fn refused_records_are_refused_for_their_reason() {
+        let w = Workload::generate(&WorkloadSpec {
+            events: 20_000,
+            rollouts: 50,
+            partitions: 6,
+            seed: 3,
+            span_ms: 1_500_000,
+            now_ms: 1_800_000_000_000,
+            commands: true,
+            oddities: true,
+        });
+        let mut seen = BTreeMap::new();
+        for r in &w.events {
+            *seen.entry(r.kind).or_insert(0) += 1;
+            let decoded = codec::decode_event(&r.payload, Encoding::Json);
+            match r.kind {
+                "too_large" => assert!(r.payload.len() > MAX_RECORD_BYTES),
+                "invalid_json" | "missing_field" | "invalid_latency" | "invalid_timestamp" => {
+                    assert_eq!(decoded.map_err(|e| e.reason()).err(), Some(r.kind));
+                }
+                "key_mismatch" => {
+                    let e = decoded.unwrap();
+                    let key = r.key.as_deref().unwrap();
+                    assert_ne!(e.rollout_id, key);
+                    assert_eq!(partition_for(&e.rollout_id, 6), partition_for(key, 6));
+                }
+                "keyless" => assert!(r.key.is_none() && decoded.is_ok()),
+                "wrong_partition" => {
+                    let key = r.key.as_deref().unwrap();
+                    assert_ne!(r.partition, Some(partition_for(key, 6)));
+                }
+                "clock_skew_hours" => {
+                    assert!(decoded.unwrap().timestamp > r.timestamp + 3_600_000);
+                }
+                _ => assert!(decoded.is_ok(), "{}: {:?}", r.kind, decoded),
+            }
+        }
+        for (kind, _) in REFUSED_KINDS
+            .iter()
+            .filter(|(k, _)| *k != "refused_command")
+        {
+            assert!(
+                seen.get(kind).copied().unwrap_or(0) >= 3,
+                "{kind}: {seen:?}"
+            );
+        }
+        for c in &w.commands {
+            assert!(codec::decode_command(&c.payload, Encoding::Json).is_ok());
+        }
+    }
 
     #[test]
     fn murmur2_matches_java() {
