@@ -266,9 +266,34 @@ pub fn diff_decisions(
         }
     }
     if differing_total > 0 {
+        // Against the base rate: a feature carried by far more of the differing rollouts than
+        // of all rollouts points at the cause.
+        let mut base: BTreeMap<String, usize> = BTreeMap::new();
+        for n in notes.values().filter(|n| n.profile.is_some()) {
+            let f = features(n);
+            if f.is_empty() {
+                *base.entry("none (plain events only)".into()).or_default() += 1;
+            }
+            for f in f {
+                *base.entry(f).or_default() += 1;
+            }
+        }
+        let all = notes
+            .values()
+            .filter(|n| n.profile.is_some())
+            .count()
+            .max(1);
         lines.push(format!(
-            "{differing_total} rollout(s) decided differently in all; how many of them had each input feature: {tally:?}"
+            "{differing_total} rollout(s) decided differently in all. Input features, as share of the differing rollouts vs of all {all} rollouts:"
         ));
+        for (f, n) in &tally {
+            let b = base.get(f).copied().unwrap_or(0);
+            lines.push(format!(
+                "  {f:28} {n:5} of {differing_total} ({:5.1} %)  vs {b:5} of {all} ({:5.1} %)",
+                100.0 * *n as f64 / differing_total as f64,
+                100.0 * b as f64 / all as f64
+            ));
+        }
     }
     lines
 }
