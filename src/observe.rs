@@ -56,6 +56,7 @@ impl DecisionPublished<'_> {
             Action::Pause => "Paused rollout.",
             Action::Resume => "Resumed rollout.",
             Action::Maintain => "Maintained rollout.",
+            Action::Retire => "Retired rollout.",
         };
         if d.action == Action::Rollback {
             warn!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
