@@ -125,21 +125,41 @@ fn key_str(key: &Option<Vec<u8>>) -> String {
     )
 }
 
-/// (rollout id, sequence) pairs present more than once, with where each copy is.
+/// (rollout id, sequence) pairs present more than once, with where each copy is. A rollout
+/// retired (RETIRE decision or tombstone) may start a new life at sequence 1 on its partition:
+/// sequences are compared within a life, and the n-th life on one partition with the n-th on
+/// any other (a rollout split across partitions repeats its sequences there).
 pub fn duplicates(log: &[Vec<Rec>]) -> Vec<String> {
-    let mut seen: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+    let mut seen: BTreeMap<(String, u32, u64), Vec<String>> = BTreeMap::new();
     for (p, part) in log.iter().enumerate() {
+        let mut life: BTreeMap<String, u32> = BTreeMap::new();
         for r in part {
-            if let Some(Ok(d)) = r.value.as_deref().map(codec::decode_decision_any) {
-                seen.entry((d.rollout_id, d.sequence))
-                    .or_default()
-                    .push(format!("p{p}@{} {:?}", r.offset, d.action));
+            match r.value.as_deref().map(codec::decode_decision_any) {
+                Some(Ok(d)) => {
+                    let l = life.get(&d.rollout_id).copied().unwrap_or(0);
+                    let retired = d.action == rollout_breaker::engine::Action::Retire;
+                    seen.entry((d.rollout_id.clone(), l, d.sequence))
+                        .or_default()
+                        .push(format!("p{p}@{} {:?}", r.offset, d.action));
+                    if retired {
+                        *life.entry(d.rollout_id).or_default() += 1;
+                    }
+                }
+                None => *life.entry(key_str(&r.key)).or_default() += 1,
+                Some(Err(_)) => {}
             }
         }
     }
     seen.into_iter()
         .filter(|(_, at)| at.len() > 1)
-        .map(|((id, seq), at)| format!("{id} #{seq} at {}", at.join(", ")))
+        .map(|((id, life, seq), at)| {
+            let life = if life == 0 {
+                String::new()
+            } else {
+                format!(" (life {})", life + 1)
+            };
+            format!("{id} #{seq}{life} at {}", at.join(", "))
+        })
         .collect()
 }
 

@@ -18,10 +18,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 use serde_json::json;
 
-/// Whether the workload contains RETIRE commands. The lead is adding `CommandKind::Retire`
-/// (issue 8); until it is on this branch a RETIRE record would only test the decoder's
-/// unknown-symbol path. HOOK: set to `true` once `CommandKind::Retire` exists.
-pub const RETIRE_COMMANDS: bool = false;
+/// Whether the workload contains RETIRE commands (one rollout in 17, after its last event;
+/// the engine accepts them at OFF or FULL and refuses them elsewhere). A switch so that a
+/// build whose processor predates RETIRE can still be compared.
+pub const RETIRE_COMMANDS: bool = true;
 
 /// Records larger than this are refused as `too_large`; the harness's processor config sets
 /// `processing.max_record_bytes` to it (the default, 1 MiB, is the broker's own limit).
