@@ -286,9 +286,10 @@ pub fn run(bin: &Path, setup: &RunSetup, chaos: &Chaos, timeout: Duration) -> Ru
     let (_, total) = progress.read().expect("the broker answers before the run");
     report.input_records = total;
 
-    // Kill points: fractions of the input committed, spread over the run. A kill also waits
-    // a random 0.2-2.5 s after the instance's (re)start, so when points pass quickly some
-    // kills land during restore and group join, others mid-batch.
+    // Kill points: fractions of the input committed, spread over the run. Two kills in three
+    // wait until the restarted instance commits again (so they land mid-processing, a random
+    // 0-250 ms later); every third fires a random 0.2-8 s after the (re)start instead, which
+    // often lands in the group join or the restore.
     let mut points: Vec<f64> = (0..chaos.kills)
         .map(|_| rng.random_range(0.02..0.9))
         .collect();
@@ -301,7 +302,8 @@ pub fn run(bin: &Path, setup: &RunSetup, chaos: &Chaos, timeout: Duration) -> Ru
     let mut second = Instance::new(format!("{}-2", setup.label));
     let started = Instant::now();
     main.spawn(bin, setup, &mut report);
-    let mut next_delay = Duration::from_millis(rng.random_range(200..2_500));
+    let mut next_delay = Duration::from_millis(rng.random_range(200..8_000));
+    let mut committed_at_spawn = 0;
     let mut last_note = Instant::now();
     let mut broker_done = chaos.broker_restart.is_none();
     loop {
@@ -333,7 +335,12 @@ pub fn run(bin: &Path, setup: &RunSetup, chaos: &Chaos, timeout: Duration) -> Ru
         );
         if report.kills < chaos.kills {
             let point = points[report.kills];
-            let due = fraction >= point && main.started.elapsed() >= next_delay;
+            let due = fraction >= point
+                && if report.kills % 3 == 2 {
+                    main.started.elapsed() >= next_delay
+                } else {
+                    committed > committed_at_spawn
+                };
             if due {
                 // A random moment inside whatever the processor is doing now.
                 std::thread::sleep(Duration::from_millis(rng.random_range(0..250)));
@@ -361,7 +368,8 @@ pub fn run(bin: &Path, setup: &RunSetup, chaos: &Chaos, timeout: Duration) -> Ru
                     }
                 }
                 main.spawn(bin, setup, &mut report);
-                next_delay = Duration::from_millis(rng.random_range(200..2_500));
+                next_delay = Duration::from_millis(rng.random_range(200..8_000));
+                committed_at_spawn = committed;
             }
         }
     }
