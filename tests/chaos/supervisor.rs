@@ -367,9 +367,12 @@ pub fn run(bin: &Path, setup: &RunSetup, chaos: &Chaos, timeout: Duration) -> Ru
                         report.unplanned_exits.push(note);
                     }
                 }
+                // Read after the kill: the killed instance may have committed during the pause.
+                if let Some((c, _)) = progress.read() {
+                    committed_at_spawn = c;
+                }
                 main.spawn(bin, setup, &mut report);
                 next_delay = Duration::from_millis(rng.random_range(200..8_000));
-                committed_at_spawn = committed;
             }
         }
     }
