@@ -36,6 +36,8 @@ pub const PARTITIONS_RESTORED: &str = "rollout_breaker_partitions_restored";
 pub const RESTORE_DECISIONS: &str = "rollout_breaker_restore_decisions_read_total";
 /// Events re-read during restores.
 pub const RESTORE_EVENTS: &str = "rollout_breaker_restore_events_replayed_total";
+/// Window rebuilds that needed events retention had already deleted.
+pub const RESTORE_TRUNCATED: &str = "rollout_breaker_restore_truncated_total";
 /// Transactions committed.
 pub const TRANSACTIONS: &str = "rollout_breaker_transactions_total";
 /// Rollouts held in memory.

@@ -5,4 +5,5 @@ pub mod admin;
 pub mod audit;
 pub mod client;
 pub mod processor;
+pub mod read;
 pub mod restore;
