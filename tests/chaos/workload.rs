@@ -136,8 +136,7 @@ pub struct Workload {
     pub notes: BTreeMap<String, RolloutNotes>,
 }
 
-/// Kinds of records the processor refuses (or, before issue 8 lands, should refuse), with the
-/// dead-letter reason each is expected to get.
+/// Kinds of records the processor refuses, with the dead-letter reason each must get.
 pub const REFUSED_KINDS: [(&str, &str); 10] = [
     ("too_large", "too_large"),
     ("invalid_json", "invalid_json"),
@@ -145,9 +144,9 @@ pub const REFUSED_KINDS: [(&str, &str); 10] = [
     ("invalid_latency", "invalid_latency"),
     ("invalid_timestamp", "invalid_timestamp"),
     ("key_mismatch", "key_mismatch"),
-    ("keyless", "keyless (issue 8)"),
-    ("wrong_partition", "wrong partition (issue 8)"),
-    ("clock_skew_hours", "clock_skew (issue 8)"),
+    ("keyless", "missing_key"),
+    ("wrong_partition", "wrong_partition"),
+    ("clock_skew_hours", "clock_skew"),
     ("refused_command", "refused_command"),
 ];
 
