@@ -15,7 +15,8 @@
 //!
 //! Parameters (environment): `CHAOS_EVENTS` (100 000), `CHAOS_ROLLOUTS` (200), `CHAOS_KILLS`
 //! (5), `CHAOS_SEED` (1), `CHAOS_PARTITIONS` (6), `CHAOS_SECOND_INSTANCE` (1), `CHAOS_SPAN_S`
-//! (event time span up to now, 1500), `CHAOS_TIMEOUT_S` (per run, 900),
+//! (event time span up to now, 1500), `CHAOS_TIMEOUT_S` (per run, 900), `CHAOS_STALL_S`
+//! (a run whose committed offsets do not move for this long is stuck, 120),
 //! `CHAOS_COMMANDS` and `CHAOS_ODDITIES` (1; 0 leaves out the commands, or the refused, late,
 //! future-dated and keyless records, to tell which input a difference comes from),
 //! `CHAOS_BROKER_RESTART_CMD` (a shell command restarting the broker on its data; unset: no
@@ -58,6 +59,7 @@ fn crashes_do_not_change_decisions() {
     let second_instance = env_num::<u8>("CHAOS_SECOND_INSTANCE", 1) != 0;
     let span_ms = env_num::<i64>("CHAOS_SPAN_S", 1_500) * 1_000;
     let timeout = Duration::from_secs(env_num("CHAOS_TIMEOUT_S", 900));
+    let stall = Duration::from_secs(env_num("CHAOS_STALL_S", 120));
     let commands = env_num::<u8>("CHAOS_COMMANDS", 1) != 0;
     let oddities = env_num::<u8>("CHAOS_ODDITIES", 1) != 0;
     let broker_restart = std::env::var("CHAOS_BROKER_RESTART_CMD")
@@ -140,7 +142,7 @@ fn crashes_do_not_change_decisions() {
         log_dir: work.clone(),
     };
     let (reference, chaos) = (setup("reference"), setup("chaos"));
-    let ref_report = supervisor::run(&bin, &reference, &Chaos::default(), timeout);
+    let ref_report = supervisor::run(&bin, &reference, &Chaos::default(), timeout, stall);
     eprintln!(
         "chaos: reference run done in {:.1} s",
         ref_report.wall.as_secs_f64()
@@ -155,6 +157,7 @@ fn crashes_do_not_change_decisions() {
             seed,
         },
         timeout,
+        stall,
     );
     eprintln!(
         "chaos: chaos run done in {:.1} s",

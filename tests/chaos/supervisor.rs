@@ -225,6 +225,13 @@ impl Instance {
     }
 }
 
+impl Drop for Instance {
+    /// A failing run (a panic in the harness) must not leave processors running.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Reads the group's committed offsets and the inputs' end offsets.
 struct Progress {
     consumer: BaseConsumer,
@@ -273,11 +280,50 @@ impl Progress {
         }
         Some((sum.min(end), end))
     }
+
+    /// The partitions whose committed offset is below the end offset, as `topic/p committed/end`.
+    fn lagging(&self) -> Vec<String> {
+        let t = Duration::from_secs(5);
+        let mut out = Vec::new();
+        for (name, topic) in [
+            ("events", &self.setup.events),
+            ("commands", &self.setup.commands),
+        ] {
+            for p in 0..self.setup.partitions {
+                let Ok((low, high)) = self.consumer.fetch_watermarks(topic, p, t) else {
+                    out.push(format!("{name}/{p}: no watermarks"));
+                    continue;
+                };
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(topic, p);
+                let committed = self
+                    .consumer
+                    .committed_offsets(tpl, t)
+                    .ok()
+                    .and_then(|c| c.elements().first().map(|e| e.offset()));
+                let at = match committed {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                };
+                if at < high {
+                    out.push(format!("{name}/{p} committed {at} of {high}"));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Runs the processor until the group has committed the inputs' end offsets, disturbing it
-/// as `chaos` says. Panics if the run does not finish within `timeout`.
-pub fn run(bin: &Path, setup: &RunSetup, chaos: &Chaos, timeout: Duration) -> RunReport {
+/// as `chaos` says. Panics, naming the lagging partitions, if the run does not finish within
+/// `timeout` or its committed offsets do not move for `stall`.
+pub fn run(
+    bin: &Path,
+    setup: &RunSetup,
+    chaos: &Chaos,
+    timeout: Duration,
+    stall: Duration,
+) -> RunReport {
     std::fs::create_dir_all(&setup.log_dir).expect("log dir");
     setup.write_config();
     let mut rng = SmallRng::seed_from_u64(chaos.seed ^ 0x5eed_c4a0_5000);
@@ -306,6 +352,8 @@ pub fn run(bin: &Path, setup: &RunSetup, chaos: &Chaos, timeout: Duration) -> Ru
     let mut committed_at_spawn = 0;
     let mut last_note = Instant::now();
     let mut broker_done = chaos.broker_restart.is_none();
+    // (committed, when it last moved): a run that stops moving is stuck, not slow.
+    let mut last_move = (0, Instant::now());
     loop {
         std::thread::sleep(Duration::from_millis(50));
         main.supervise(bin, setup, &mut report);
@@ -327,12 +375,23 @@ pub fn run(bin: &Path, setup: &RunSetup, chaos: &Chaos, timeout: Duration) -> Ru
         if committed >= end {
             break;
         }
-        assert!(
-            started.elapsed() < timeout,
-            "chaos[{}]: run not done after {timeout:?}: {committed}/{end} committed; logs in {}",
-            setup.label,
-            setup.log_dir.display()
-        );
+        if committed != last_move.0 {
+            last_move = (committed, Instant::now());
+        }
+        let stalled = last_move.1.elapsed() > stall;
+        if stalled || started.elapsed() > timeout {
+            panic!(
+                "chaos[{}]: run {} at {committed}/{end} committed input records; lagging: {}; logs in {}",
+                setup.label,
+                if stalled {
+                    format!("made no progress for {stall:?}")
+                } else {
+                    format!("not done after {timeout:?}")
+                },
+                progress.lagging().join(", "),
+                setup.log_dir.display()
+            );
+        }
         if report.kills < chaos.kills {
             let point = points[report.kills];
             let due = fraction >= point
