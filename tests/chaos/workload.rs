@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde_json::json;
@@ -98,6 +98,8 @@ pub struct Record {
     pub partition: Option<i32>,
     /// What the record is: `event`, `late`, a command kind or a refused kind.
     pub kind: &'static str,
+    /// A command written straight into the events topic with the relayed-command header.
+    pub relayed_command: bool,
 }
 
 /// What the workload should be.
@@ -127,7 +129,7 @@ pub struct Workload {
     /// Records for the events topic, in event-time order (late records placed where they
     /// arrive, not where they belong).
     pub events: Vec<Record>,
-    /// Records for the commands topic, in time order.
+    /// Records for the commands topic (none: commands are written to the events topic).
     pub commands: Vec<Record>,
     /// How many records of each kind were generated (good events, late, future, each refused
     /// kind, each command kind).
@@ -236,6 +238,7 @@ impl Workload {
                         timestamp: ts,
                         partition: None,
                         kind,
+                        relayed_command: true,
                     },
                 ));
                 w.notes.get_mut(&id).unwrap().commands.push(kind);
@@ -318,6 +321,7 @@ impl Workload {
                         timestamp: record_ts,
                         partition: None,
                         kind,
+                        relayed_command: false,
                     },
                 ));
             }
@@ -341,6 +345,7 @@ impl Workload {
                             timestamp: ts,
                             partition: None,
                             kind: "refused_command",
+                            relayed_command: true,
                         },
                     ));
                     bump(&mut w, "refused_command");
@@ -360,6 +365,7 @@ impl Workload {
                     timestamp: ts,
                     partition: None,
                     kind,
+                    relayed_command: false,
                 };
                 match kind {
                     "too_large" => {
@@ -424,10 +430,14 @@ impl Workload {
             }
         }
 
+        // Commands go into the events topic, where the processor would relay them from the
+        // commands topic (with the relayed-command header): the events partition is the one
+        // ordered log of a rollout. Through the commands topic, each processor group would
+        // relay its own copy into the shared events topic, and the two runs would not read the
+        // same input.
+        events.extend(commands);
         events.sort_by_key(|(t, tie, _)| (*t, *tie));
-        commands.sort_by_key(|(t, tie, _)| (*t, *tie));
         w.events = events.into_iter().map(|(_, _, r)| r).collect();
-        w.commands = commands.into_iter().map(|(_, _, r)| r).collect();
         w
     }
 }
@@ -482,6 +492,12 @@ pub fn produce(bootstrap: &str, topic: &str, partitions: i32, records: &[Record]
         let mut br = BaseRecord::with_opaque_to(topic, check)
             .payload(&rec.payload)
             .timestamp(rec.timestamp);
+        if rec.relayed_command {
+            br = br.headers(OwnedHeaders::new().insert(Header {
+                key: rollout_breaker::input::RELAYED_COMMAND_HEADER,
+                value: Some("chaos"),
+            }));
+        }
         if let Some(k) = &rec.key {
             br = br.key(k.as_bytes());
         }
@@ -538,6 +554,10 @@ mod tests {
         let mut seen = BTreeMap::new();
         for r in &w.events {
             *seen.entry(r.kind).or_insert(0) += 1;
+            if r.relayed_command {
+                assert!(codec::decode_command(&r.payload, Encoding::Json).is_ok());
+                continue;
+            }
             let decoded = codec::decode_event(&r.payload, Encoding::Json);
             match r.kind {
                 "too_large" => assert!(r.payload.len() > MAX_RECORD_BYTES),
@@ -570,9 +590,8 @@ mod tests {
                 "{kind}: {seen:?}"
             );
         }
-        for c in &w.commands {
-            assert!(codec::decode_command(&c.payload, Encoding::Json).is_ok());
-        }
+        assert!(w.commands.is_empty());
+        assert!(w.events.iter().filter(|r| r.relayed_command).count() > 50);
     }
 
     #[test]
