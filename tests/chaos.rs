@@ -17,7 +17,9 @@
 //! (5), `CHAOS_SEED` (1), `CHAOS_PARTITIONS` (6), `CHAOS_SECOND_INSTANCE` (1), `CHAOS_SPAN_S`
 //! (event time span up to now, 1500), `CHAOS_TIMEOUT_S` (per run, 900), `CHAOS_STALL_S`
 //! (a run whose committed offsets do not move for this long is stuck, 120),
-//! `CHAOS_COMMANDS` and `CHAOS_ODDITIES` (1; 0 leaves out the commands, or the refused, late,
+//! `CHAOS_COMMANDS_VIA` (`events`: commands written into the events topic as the
+//! processor relays them; `commands`: through the commands topic, each run on input topics of
+//! its own), `CHAOS_COMMANDS` and `CHAOS_ODDITIES` (1; 0 leaves out the commands, or the refused, late,
 //! future-dated and keyless records, to tell which input a difference comes from),
 //! `CHAOS_BROKER_RESTART_CMD` (a shell command restarting the broker on its data; unset: no
 //! restart), `CHAOS_BIN` (the processor binary; default: this build's `rollout-breaker`).
@@ -62,6 +64,14 @@ fn crashes_do_not_change_decisions() {
     let stall = Duration::from_secs(env_num("CHAOS_STALL_S", 120));
     let commands = env_num::<u8>("CHAOS_COMMANDS", 1) != 0;
     let oddities = env_num::<u8>("CHAOS_ODDITIES", 1) != 0;
+    // `events` (default): commands written into the events topic as the processor relays
+    // them; `commands`: through the commands topic, relayed by each run's processor, with
+    // input topics of its own per run (the relays of one group must not reach the other).
+    let via_commands_topic = match std::env::var("CHAOS_COMMANDS_VIA").as_deref() {
+        Ok("commands") => true,
+        Ok("events") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("CHAOS_COMMANDS_VIA={other}: expected `events` or `commands`"),
+    };
     let broker_restart = std::env::var("CHAOS_BROKER_RESTART_CMD")
         .ok()
         .filter(|c| !c.trim().is_empty());
@@ -84,12 +94,28 @@ fn crashes_do_not_change_decisions() {
         work.display()
     );
 
-    // Inputs, shared by both runs; outputs created up front (decisions compacted) so neither
-    // run starts on topics still electing leaders.
+    // Inputs, shared by both runs unless commands go through the commands topic; outputs
+    // created up front (decisions compacted) so neither run starts on topics still electing
+    // leaders.
     let topic = |s: &str| format!("{prefix}-{s}");
+    let input = |s: &str, label: &str| {
+        if via_commands_topic {
+            topic(&format!("{s}-{label}"))
+        } else {
+            topic(s)
+        }
+    };
     rt.block_on(async {
-        for name in ["events", "commands", "dlq-reference", "dlq-chaos"] {
-            common::create_topic(&bootstrap, &topic(name), partitions, &[]).await;
+        let mut names = vec![topic("dlq-reference"), topic("dlq-chaos")];
+        for label in ["reference", "chaos"] {
+            for s in ["events", "commands"] {
+                if !names.contains(&input(s, label)) {
+                    names.push(input(s, label));
+                }
+            }
+        }
+        for name in names {
+            common::create_topic(&bootstrap, &name, partitions, &[]).await;
         }
         for name in ["decisions-reference", "decisions-chaos"] {
             common::create_topic(
@@ -116,6 +142,7 @@ fn crashes_do_not_change_decisions() {
         now_ms,
         commands,
         oddities,
+        commands_in_events: !via_commands_topic,
     });
     eprintln!(
         "chaos: generated {} records for the events topic ({} of them commands) in {:.1} s: {:?}",
@@ -125,15 +152,26 @@ fn crashes_do_not_change_decisions() {
         w.counts
     );
     let t = Instant::now();
-    workload::produce(&bootstrap, &topic("events"), partitions, &w.events);
-    workload::produce(&bootstrap, &topic("commands"), partitions, &w.commands);
+    for label in if via_commands_topic {
+        &["reference", "chaos"][..]
+    } else {
+        &["reference"][..]
+    } {
+        workload::produce(&bootstrap, &input("events", label), partitions, &w.events);
+        workload::produce(
+            &bootstrap,
+            &input("commands", label),
+            partitions,
+            &w.commands,
+        );
+    }
     eprintln!("chaos: produced in {:.1} s", t.elapsed().as_secs_f64());
 
     let setup = |label: &'static str| RunSetup {
         label,
         bootstrap: bootstrap.clone(),
-        events: topic("events"),
-        commands: topic("commands"),
+        events: input("events", label),
+        commands: input("commands", label),
         decisions: topic(&format!("decisions-{label}")),
         dead_letter: topic(&format!("dlq-{label}")),
         group: topic(&format!("group-{label}")),
@@ -238,13 +276,22 @@ fn crashes_do_not_change_decisions() {
 
     // Summary.
     let mut s = String::new();
-    let _ = writeln!(s, "==== chaos suite summary (seed {seed}) ====");
     let _ = writeln!(
         s,
-        "input: {} records in the events topic ({} rollouts; {} of the records are commands); kinds {:?}",
-        chaos_report.input_records,
+        "==== chaos suite summary (seed {seed}, commands via the {} topic) ====",
+        if via_commands_topic {
+            "commands"
+        } else {
+            "events"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "input: {} event-topic records ({} rollouts; {} of them commands) + {} commands-topic records; kinds {:?}",
+        w.events.len(),
         rollouts,
         w.events.iter().filter(|r| r.relayed_command).count(),
+        w.commands.len(),
         w.counts
     );
     let run_line = |s: &mut String, label: &str, r: &RunReport| {

@@ -281,6 +281,66 @@ impl Progress {
         Some((sum.min(end), end))
     }
 
+    /// Whether the group has consumed everything a `read_committed` reader can read, although
+    /// its committed offsets are below the end offsets: relayed commands are written in
+    /// transactions, so an events partition may end in transaction markers, which occupy
+    /// offsets a consumer never receives.
+    fn caught_up(&self) -> bool {
+        let t = Duration::from_secs(5);
+        for topic in [&self.setup.events, &self.setup.commands] {
+            let mut tpl = TopicPartitionList::new();
+            let mut behind = std::collections::BTreeSet::new();
+            for p in 0..self.setup.partitions {
+                let Ok((low, high)) = self.consumer.fetch_watermarks(topic, p, t) else {
+                    return false;
+                };
+                let mut one = TopicPartitionList::new();
+                one.add_partition(topic, p);
+                let at = match self
+                    .consumer
+                    .committed_offsets(one, t)
+                    .ok()
+                    .and_then(|c| c.elements().first().map(|e| e.offset()))
+                {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                };
+                if at < high {
+                    tpl.add_partition_offset(topic, p, Offset::Offset(at))
+                        .unwrap();
+                    behind.insert(p);
+                }
+            }
+            if behind.is_empty() {
+                continue;
+            }
+            let reader: BaseConsumer = crate::common::consumer_config(
+                &self.setup.bootstrap,
+                &crate::common::unique_name("chaos-caught-up"),
+            )
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("reader");
+            reader.assign(&tpl).expect("assign");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !behind.is_empty() {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                match reader.poll(Duration::from_millis(200)) {
+                    // A record the group has not consumed yet.
+                    Some(Ok(_)) => return false,
+                    Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                        behind.remove(&p);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        true
+    }
+
     /// The partitions whose committed offset is below the end offset, as `topic/p committed/end`.
     fn lagging(&self) -> Vec<String> {
         let t = Duration::from_secs(5);
@@ -373,6 +433,17 @@ pub fn run(
             last_note = Instant::now();
         }
         if committed >= end {
+            break;
+        }
+        // Relays end partitions with transaction markers: consumed is consumed.
+        if last_move.0 == committed
+            && last_move.1.elapsed() > Duration::from_secs(3)
+            && progress.caught_up()
+        {
+            eprintln!(
+                "chaos[{}]: caught up at {committed}/{end} (the rest are transaction markers)",
+                setup.label
+            );
             break;
         }
         if committed != last_move.0 {

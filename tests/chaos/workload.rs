@@ -121,6 +121,9 @@ pub struct WorkloadSpec {
     pub commands: bool,
     /// Include refused records, late, future-dated and keyless events.
     pub oddities: bool,
+    /// Write commands into the events topic with the relayed-command header (otherwise they
+    /// stay in [`Workload::commands`], for the commands topic).
+    pub commands_in_events: bool,
 }
 
 /// The generated input, in production order.
@@ -129,7 +132,7 @@ pub struct Workload {
     /// Records for the events topic, in event-time order (late records placed where they
     /// arrive, not where they belong).
     pub events: Vec<Record>,
-    /// Records for the commands topic (none: commands are written to the events topic).
+    /// Records for the commands topic (none when commands are written to the events topic).
     pub commands: Vec<Record>,
     /// How many records of each kind were generated (good events, late, future, each refused
     /// kind, each command kind).
@@ -430,12 +433,23 @@ impl Workload {
             }
         }
 
-        // Commands go into the events topic, where the processor would relay them from the
-        // commands topic (with the relayed-command header): the events partition is the one
-        // ordered log of a rollout. Through the commands topic, each processor group would
-        // relay its own copy into the shared events topic, and the two runs would not read the
-        // same input.
-        events.extend(commands);
+        // By default commands go into the events topic, where the processor would relay them
+        // from the commands topic (with the relayed-command header): the events partition is
+        // the one ordered log of a rollout. Through a shared commands topic, each processor
+        // group would relay its own copy into the shared events topic, and the two runs would
+        // not read the same input; the harness gives each run its own input topics then.
+        if spec.commands_in_events {
+            events.extend(commands);
+        } else {
+            commands.sort_by_key(|(t, tie, _)| (*t, *tie));
+            w.commands = commands
+                .into_iter()
+                .map(|(_, _, mut r)| {
+                    r.relayed_command = false;
+                    r
+                })
+                .collect();
+        }
         events.sort_by_key(|(t, tie, _)| (*t, *tie));
         w.events = events.into_iter().map(|(_, _, r)| r).collect();
         w
@@ -550,6 +564,7 @@ mod tests {
             now_ms: 1_800_000_000_000,
             commands: true,
             oddities: true,
+            commands_in_events: true,
         });
         let mut seen = BTreeMap::new();
         for r in &w.events {
