@@ -14,6 +14,7 @@ use super::worker::{Input, PartitionState, Processor};
 use crate::config::Config;
 use crate::engine::{Engine, EngineOptions};
 use crate::kafka::restore::restore_partition;
+use crate::kafka::retry::with_backoff;
 use crate::observe;
 
 impl Processor {
@@ -120,7 +121,9 @@ fn committed(
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&config.topics.events, p);
         tpl.add_partition(&config.topics.commands, p);
-        let got = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+        let got = with_backoff("committed_offsets", || {
+            consumer.committed_offsets(tpl.clone(), Duration::from_secs(30))
+        })?;
         let unstable = got.elements().iter().find_map(|e| e.error().err());
         match unstable {
             Some(e) if Instant::now() < deadline => {
