@@ -97,13 +97,18 @@ impl Processor {
         self.parked.retain(|p, _| !self.partitions.contains_key(p));
         let n = self.partitions.len();
         self.health.set_partitions(n, n);
+        self.update_rollouts_gauge();
+        Ok(())
+    }
+
+    /// Sets `rollout_breaker_rollouts` to the rollouts held by the assigned partitions.
+    pub(super) fn update_rollouts_gauge(&self) {
         metrics::gauge!(observe::ROLLOUTS).set(
             self.partitions
                 .values()
                 .map(|s| s.engine.len())
                 .sum::<usize>() as f64,
         );
-        Ok(())
     }
 }
 
