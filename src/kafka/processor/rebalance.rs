@@ -61,9 +61,15 @@ impl Processor {
                 _ => to_restore.push((p, committed)),
             }
         }
+        // Not ready until every assigned partition is restored.
+        self.health.set_partitions(
+            self.partitions.len() + to_restore.len(),
+            self.partitions.len(),
+        );
         // Partitions restore in parallel, each with consumers of its own; nothing of theirs is
         // processed before every one has finished.
         let config = &self.config;
+        let health = &self.health;
         let restored: Vec<Result<(i32, PartitionState), KafkaError>> =
             std::thread::scope(|scope| {
                 let handles: Vec<_> = to_restore
@@ -85,6 +91,13 @@ impl Processor {
                         })
                     })
                     .collect();
+                // The loop waits here, not stuck: keep `/healthz` alive while restores run
+                // (each read is bounded by the restore timeout).
+                while !handles.iter().all(|h| h.is_finished()) {
+                    health.polled();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                health.polled();
                 handles
                     .into_iter()
                     .map(|h| h.join().expect("restore thread panicked"))
