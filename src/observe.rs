@@ -117,6 +117,21 @@ impl TopicCheckWarning<'_> {
     }
 }
 
+/// A topic's configs could not be read at start, so its checks were skipped.
+pub struct TopicCheckSkipped<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// Why DescribeConfigs failed.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl TopicCheckSkipped<'_> {
+    /// Logs a warning.
+    pub fn emit(&self) {
+        warn!(topic = self.topic, error = %self.error, "Could not read the topic's configs; its cleanup.policy, retention and timestamp type are not checked.");
+    }
+}
+
 /// A broker answered (again).
 pub struct BrokerConnected<'a> {
     /// The configured `bootstrap.servers`.
