@@ -1,5 +1,5 @@
 //! [`DecisionTable`]: the router's public API around [`Table`]. Lookups read an immutable
-//! snapshot and an atomic state (no lock); a follower thread ([`super::follower`]) publishes
+//! snapshot and an atomic state (no lock); a follower thread (`router::follower`) publishes
 //! snapshots and a watch thread turns freshness into a state.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
