@@ -969,7 +969,8 @@ fn restore(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     for part in 0..PARTITIONS {
         let mut engine = Engine::new(config.policy.clone(), EngineOptions::default());
         let t = Instant::now();
-        let stats = restore_partition(&config, part, None, &mut engine).expect("restore");
+        let rules = config.admission_rules(PARTITIONS);
+        let stats = restore_partition(&config, &rules, part, None, &mut engine).expect("restore");
         let took = t.elapsed();
         assert_eq!(stats.rollouts, engine.len());
         assert_eq!(stats.undecodable_decisions, 0);

@@ -40,6 +40,7 @@ fn table() -> Table {
             candidate_version: Some("v2".into()),
             baseline_version: Some("v1".into()),
             policy_json: None,
+            phase_started_at: None,
         });
     }
     t

@@ -179,6 +179,13 @@ pub struct ProcessingConfig {
     pub restore_slack_ms: u64,
     /// Timeout of transaction calls, in ms.
     pub transaction_timeout_ms: u64,
+    /// Records whose own time (event or command time) is more than this many ms ahead of
+    /// their record timestamp are dead-lettered (`clock_skew`), so no producer can move a
+    /// rollout's watermark into the future.
+    pub max_clock_skew_ms: u64,
+    /// A command after the last event of its partition applies once the events partition is
+    /// read to its end and the command has waited this long, in ms (see [`crate::input::order`]).
+    pub command_hold_ms: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -192,6 +199,12 @@ impl Default for ProcessingConfig {
             dead_letter_window: 10_000,
             restore_slack_ms: 60_000,
             transaction_timeout_ms: 30_000,
+            // One minute: well above NTP-synchronised clock differences and producer batching,
+            // well below the 5-minute decision window one bad clock must not blind.
+            max_clock_skew_ms: 60_000,
+            // Longer than librdkafka's fetch round trips on a local network, short enough that
+            // an operator's command shows within a second.
+            command_hold_ms: 200,
         }
     }
 }
@@ -324,6 +337,12 @@ impl Config {
         if p.dead_letter_window == 0 {
             return invalid("processing.dead_letter_window", "must be >= 1".into());
         }
+        if p.command_hold_ms > 60_000 {
+            return invalid(
+                "processing.command_hold_ms",
+                format!("must be in [0, 60000], got {}", p.command_hold_ms),
+            );
+        }
         if !(1_000..=900_000).contains(&p.transaction_timeout_ms) {
             return invalid(
                 "processing.transaction_timeout_ms",
@@ -336,7 +355,20 @@ impl Config {
         Ok(())
     }
 
-    /// The transactional id of this instance.
+    /// The rules input records are admitted by (see [`crate::input::admission`]), for input
+    /// topics of `partitions` partitions (the topics' actual count, not the creation default).
+    pub fn admission_rules(&self, partitions: i32) -> crate::input::AdmissionRules {
+        crate::input::AdmissionRules {
+            partitions,
+            max_record_bytes: self.processing.max_record_bytes,
+            max_clock_skew_ms: self.processing.max_clock_skew_ms,
+            events_encoding: self.topics.events_encoding,
+            commands_encoding: self.topics.commands_encoding,
+            schema_ids: self.topics.schema_ids.clone(),
+        }
+    }
+
+    /// The transactional id of this instance: `{group_id}-{instance_id}`.
     pub fn transactional_id(&self) -> String {
         format!("{}-{}", self.kafka.group_id, self.kafka.instance_id)
     }

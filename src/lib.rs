@@ -15,6 +15,9 @@
 //! - [`codec`]: Avro (single-object and Confluent framing) and JSON encodings of the records
 //!   in `schemas/*.avsc`, with typed decode errors.
 //! - [`config`]: the processor's configuration (TOML, env, flags) and its validation.
+//! - [`input`]: what the processor, the restore and the audit take from the input topics:
+//!   record admission (size, key, partition, decoding, clock bound) and where a command falls
+//!   among events. Pure, decided once for all three.
 //! - [`kafka`]: the shell around the engine: topic admin, consumer/producer loops, restore.
 //! - [`router`]: the decision table request routers read (follows the decisions topic; sticky
 //!   split; serves the baseline when loading, stale or the rollout is unknown).
@@ -36,6 +39,7 @@ pub mod controller;
 pub mod demo;
 pub mod engine;
 pub mod fleet;
+pub mod input;
 pub mod kafka;
 pub mod observe;
 pub mod router;

@@ -137,10 +137,10 @@ fn main() -> anyhow::Result<()> {
             init_tracing(config.log_format);
             let report = rollout_breaker::kafka::audit::audit(&config)?;
             println!(
-                "audit: {} events and {} commands replayed ({} undecodable); {} published decisions, {} verified, {} mismatched, {} replayed but unpublished",
+                "audit: {} events and {} commands replayed ({} refused records skipped, as the processor refused them); {} published records, {} verified, {} mismatched, {} replayed but unpublished",
                 report.events,
                 report.commands,
-                report.undecodable,
+                report.refused,
                 report.published,
                 report.verified,
                 report.mismatched.len(),

@@ -36,6 +36,8 @@ pub const PARTITIONS_RESTORED: &str = "rollout_breaker_partitions_restored";
 pub const RESTORE_DECISIONS: &str = "rollout_breaker_restore_decisions_read_total";
 /// Events re-read during restores.
 pub const RESTORE_EVENTS: &str = "rollout_breaker_restore_events_replayed_total";
+/// Window rebuilds that needed events retention had already deleted.
+pub const RESTORE_TRUNCATED: &str = "rollout_breaker_restore_truncated_total";
 /// Transactions committed.
 pub const TRANSACTIONS: &str = "rollout_breaker_transactions_total";
 /// Rollouts held in memory.
@@ -58,6 +60,7 @@ pub const PROCESSOR_METRICS: &[&str] = &[
     PARTITIONS_RESTORED,
     RESTORE_DECISIONS,
     RESTORE_EVENTS,
+    RESTORE_TRUNCATED,
     TRANSACTIONS,
     ROLLOUTS,
     BROKER_CONNECTED,
@@ -70,6 +73,7 @@ pub fn register_processor_metrics() {
     counter!(LATE_EVENTS).absolute(0);
     counter!(RESTORE_DECISIONS).absolute(0);
     counter!(RESTORE_EVENTS).absolute(0);
+    counter!(RESTORE_TRUNCATED).absolute(0);
     counter!(TRANSACTIONS).absolute(0);
     counter!(BROKER_ERRORS).absolute(0);
     gauge!(PARTITIONS_ASSIGNED).set(0.0);
@@ -163,6 +167,7 @@ impl DecisionPublished<'_> {
             Action::Pause => "Paused rollout.",
             Action::Resume => "Resumed rollout.",
             Action::Maintain => "Maintained rollout.",
+            Action::Retire => "Retired rollout.",
         };
         if d.action == Action::Rollback {
             warn!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");

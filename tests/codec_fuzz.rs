@@ -77,6 +77,7 @@ fn valid_samples() -> Vec<Vec<u8>> {
         candidate_version: Some("v2".into()),
         baseline_version: None,
         policy_json: Some("{}".into()),
+        phase_started_at: None,
     };
     let mut c = Command::new("r", CommandKind::Start, "ana", "go", 1_764_222_000_000);
     c.policy = Some(Policy::default());

@@ -149,6 +149,7 @@ fn decision() -> impl Strategy<Value = Decision> {
             any::<Option<String>>(),
             any::<Option<String>>(),
             prop::option::of(policy()),
+            prop::option::of(TS),
         ),
     )
         .prop_map(
@@ -157,7 +158,7 @@ fn decision() -> impl Strategy<Value = Decision> {
                 (from, to, bp, breaker, paused, reason),
                 (window_start, window_end, baseline, candidate),
                 (at, operator, actor),
-                (candidate_version, baseline_version, policy),
+                (candidate_version, baseline_version, policy, phase_started_at),
             )| Decision {
                 rollout_id,
                 sequence,
@@ -184,6 +185,7 @@ fn decision() -> impl Strategy<Value = Decision> {
                 candidate_version,
                 baseline_version,
                 policy_json: policy.map(|p| serde_json::to_string(&p).unwrap()),
+                phase_started_at,
             },
         )
 }
@@ -339,6 +341,7 @@ fn golden_decision() -> Decision {
         candidate_version: Some("v2".into()),
         baseline_version: Some("v1".into()),
         policy_json: Some(r#"{"max_latency_ms":2000.0}"#.into()),
+        phase_started_at: Some(1_764_221_880_000),
     }
 }
 
@@ -430,5 +433,45 @@ fn single_object_header_carries_the_schema_fingerprint() {
             .fingerprint::<apache_avro::rabin::Rabin>()
             .bytes;
         assert_eq!(&bytes[2..10], &fp[..]);
+    }
+}
+
+/// Records written with the first version of the schemas (before `phase_started_ms` and the
+/// RETIRE symbols) still decode, in every encoding, to the same record with the new fields at
+/// their defaults.
+#[test]
+fn v1_records_still_decode() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/v1");
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let mut expected = golden_decision();
+    expected.phase_started_at = None;
+    for (file, enc) in [
+        ("decision.json", Encoding::Json),
+        ("decision.avro", Encoding::AvroSingleObject),
+        (
+            "decision.confluent.avro",
+            Encoding::AvroConfluent { schema_id: 42 },
+        ),
+    ] {
+        let bytes = read(file);
+        assert_eq!(Decision::decode(&bytes, enc).unwrap(), expected, "{file}");
+    }
+    // The v1 single-object header names the v1 schema, not the current one.
+    let v1 = read("decision.avro");
+    let current = golden_decision().encode(Encoding::AvroSingleObject);
+    assert_ne!(v1[2..10], current[2..10], "fingerprint should differ");
+    for (file, enc) in [
+        ("command.json", Encoding::Json),
+        ("command.avro", Encoding::AvroSingleObject),
+        (
+            "command.confluent.avro",
+            Encoding::AvroConfluent { schema_id: 42 },
+        ),
+    ] {
+        assert_eq!(
+            Command::decode(&read(file), enc).unwrap(),
+            golden_command(),
+            "{file}"
+        );
     }
 }

@@ -110,6 +110,7 @@ fn full(id: &str) -> Decision {
         candidate_version: None,
         baseline_version: None,
         policy_json: None,
+        phase_started_at: None,
     }
 }
 

@@ -26,6 +26,7 @@ fn decision(id: &str, seq: u64, traffic: TrafficPercent) -> Decision {
         candidate_version: None,
         baseline_version: None,
         policy_json: None,
+        phase_started_at: None,
     }
 }
 

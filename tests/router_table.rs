@@ -42,6 +42,7 @@ fn decision(id: &str, seq: u64, action: Action, from: Phase, to: Phase) -> Decis
         candidate_version: Some("v2".into()),
         baseline_version: Some("v1".into()),
         policy_json: None,
+        phase_started_at: None,
     }
 }
 

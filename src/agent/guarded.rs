@@ -26,7 +26,9 @@ pub struct Guarded<T, E> {
 /// the baseline as the [`Router`] says (sticky per request key), and each call is reported to
 /// an [`EventSink`] (success = `Ok`, latency = wall time of the call, timestamp = the wall
 /// clock when it finished). Reporting never blocks the call; a dropped event is counted by the
-/// sink.
+/// sink. A call that never finishes — its future dropped by a timeout or a cancelled request,
+/// or its code panicking — is reported as a **failure** (with `extra["cancelled"] = 1`), so a
+/// candidate that hangs cannot look healthy by going silent.
 pub struct GuardedAgent {
     rollout_id: String,
     router: Arc<dyn Router>,
@@ -89,7 +91,8 @@ impl GuardedAgent {
     }
 
     /// Calls `f` with the side chosen for `request_key`, times it and reports it (`Ok` is a
-    /// success). If the returned future is dropped before it completes, nothing is reported.
+    /// success). If the returned future is dropped before it completes (a timeout, a cancelled
+    /// request) or `f` panics, the call is reported as a failure.
     pub async fn call<F, Fut, T, E>(&self, request_key: &str, f: F) -> Guarded<T, E>
     where
         F: FnOnce(Variant) -> Fut,
@@ -112,25 +115,68 @@ impl GuardedAgent {
     {
         let variant = self.choose(request_key);
         let started = Instant::now();
+        let mut unfinished = Unfinished {
+            agent: self,
+            variant,
+            request_key,
+            started,
+            armed: true,
+        };
         let result = f(variant).await;
+        unfinished.armed = false;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let label = self.version_label(variant).to_owned();
-        let mut event = ExecutionEvent::new(
-            self.rollout_id.clone(),
-            variant,
-            success(&result),
-            LatencyMs::new(latency_ms).unwrap_or(LatencyMs::new(0.0).expect("0 is a latency")),
-            now_ms(),
-        );
-        event.version = label.clone();
-        event.request_key = Some(request_key.to_owned());
-        // Counted and logged by the sink; a lost report must not fail the request.
-        let _ = self.sink.emit(&event);
+        self.report(variant, request_key, success(&result), latency_ms, false);
         Guarded {
             result,
             version_used: variant,
             version_label: label,
             latency_ms,
+        }
+    }
+}
+
+impl GuardedAgent {
+    fn report(
+        &self,
+        variant: Variant,
+        request_key: &str,
+        success: bool,
+        latency_ms: f64,
+        cancelled: bool,
+    ) {
+        let mut event = ExecutionEvent::new(
+            self.rollout_id.clone(),
+            variant,
+            success,
+            LatencyMs::new(latency_ms).unwrap_or(LatencyMs::new(0.0).expect("0 is a latency")),
+            now_ms(),
+        );
+        event.version = self.version_label(variant).to_owned();
+        event.request_key = Some(request_key.to_owned());
+        if cancelled {
+            event.extra.insert("cancelled".to_owned(), 1.0);
+        }
+        // Counted and logged by the sink; a lost report must not fail the request.
+        let _ = self.sink.emit(&event);
+    }
+}
+
+/// Reports a call that never finished (its future dropped, or its code panicked) as a failure.
+struct Unfinished<'a> {
+    agent: &'a GuardedAgent,
+    variant: Variant,
+    request_key: &'a str,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            self.agent
+                .report(self.variant, self.request_key, false, latency_ms, true);
         }
     }
 }
@@ -205,5 +251,30 @@ mod tests {
             assert!(e.request_key.is_some());
             assert!(e.timestamp > crate::codec::MIN_TIMESTAMP_MS);
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_cut_short_by_a_timeout_is_reported_as_a_failure() {
+        let sink = Arc::new(Sink::default());
+        let agent = GuardedAgent::new(
+            "checkout",
+            Arc::new(Split(TrafficPercent::FULL)),
+            sink.clone(),
+            "v1",
+            "v2",
+        );
+        let hang = agent.call("user-1", |_| async {
+            tokio::time::sleep(std::time::Duration::from_secs(3_600)).await;
+            Ok::<_, ()>(())
+        });
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(20), hang).await;
+        assert!(timed_out.is_err());
+        let events = sink.0.lock().unwrap();
+        assert_eq!(events.len(), 1, "the cancelled call is reported");
+        let e = &events[0];
+        assert!(!e.success);
+        assert_eq!(e.variant, Variant::Candidate);
+        assert_eq!(e.extra.get("cancelled"), Some(&1.0));
+        assert!(e.latency.get() >= 15.0, "{:?}", e.latency);
     }
 }

@@ -16,28 +16,47 @@ use super::error::DecodeError;
 pub(crate) struct Parsed {
     pub(crate) schema: Schema,
     pub(crate) fingerprint: u64,
+    /// Fingerprints of earlier versions (`schemas/history/`) whose records this version still
+    /// reads: every change so far appended optional fields, so an earlier record is a prefix of
+    /// the current layout and the missing fields take their defaults.
+    pub(crate) earlier: Vec<u64>,
 }
 
-fn parse(text: &str) -> Parsed {
+fn fingerprint(text: &str) -> (Schema, u64) {
     // The schemas are compiled into the binary and covered by tests: a parse failure is a
     // build defect, not an input error.
     let schema = Schema::parse_str(text).expect("schemas/*.avsc must parse");
     let fp = schema.fingerprint::<Rabin>().bytes;
     let mut le = [0u8; 8];
     le.copy_from_slice(&fp[..8]);
+    (schema, u64::from_le_bytes(le))
+}
+
+fn parse(text: &str, history: &[&str]) -> Parsed {
+    let (schema, fingerprint) = fingerprint(text);
     Parsed {
         schema,
-        fingerprint: u64::from_le_bytes(le),
+        fingerprint,
+        earlier: history.iter().map(|h| fingerprint_of(h)).collect(),
     }
+}
+
+fn fingerprint_of(text: &str) -> u64 {
+    fingerprint(text).1
 }
 
 pub(crate) const EVENT_AVSC: &str = include_str!("../../schemas/execution_event.avsc");
 pub(crate) const DECISION_AVSC: &str = include_str!("../../schemas/decision.avsc");
 pub(crate) const COMMAND_AVSC: &str = include_str!("../../schemas/rollout_command.avsc");
 
-pub(crate) static EVENT: LazyLock<Parsed> = LazyLock::new(|| parse(EVENT_AVSC));
-pub(crate) static DECISION: LazyLock<Parsed> = LazyLock::new(|| parse(DECISION_AVSC));
-pub(crate) static COMMAND: LazyLock<Parsed> = LazyLock::new(|| parse(COMMAND_AVSC));
+const DECISION_V1_AVSC: &str = include_str!("../../schemas/history/decision.v1.avsc");
+const COMMAND_V1_AVSC: &str = include_str!("../../schemas/history/rollout_command.v1.avsc");
+
+pub(crate) static EVENT: LazyLock<Parsed> = LazyLock::new(|| parse(EVENT_AVSC, &[]));
+pub(crate) static DECISION: LazyLock<Parsed> =
+    LazyLock::new(|| parse(DECISION_AVSC, &[DECISION_V1_AVSC]));
+pub(crate) static COMMAND: LazyLock<Parsed> =
+    LazyLock::new(|| parse(COMMAND_AVSC, &[COMMAND_V1_AVSC]));
 
 /// Reads Avro binary values from a byte slice; every read names the field it is for, so that
 /// errors say where the record went wrong.
@@ -48,6 +67,12 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { buf }
+    }
+
+    /// Whether the input is consumed: a record written with an earlier schema version ends
+    /// before the fields appended since.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 
     /// Fails unless the whole input was consumed.
@@ -149,6 +174,14 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// `["null", "long"]`.
+    pub(crate) fn opt_long(&mut self, field: &'static str) -> Result<Option<i64>, DecodeError> {
+        Ok(match self.index(field, 2)? {
+            0 => None,
+            _ => Some(self.long(field)?),
+        })
+    }
+
     /// `["null", "double"]`.
     pub(crate) fn opt_double(&mut self, field: &'static str) -> Result<Option<f64>, DecodeError> {
         Ok(match self.index(field, 2)? {
@@ -220,6 +253,16 @@ pub(crate) fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
         Some(s) => {
             out.push(2); // zig-zag 1: the "string" branch
             put_str(out, s);
+        }
+    }
+}
+
+pub(crate) fn put_opt_long(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(2); // zig-zag 1: the "long" branch
+            put_long(out, v);
         }
     }
 }

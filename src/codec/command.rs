@@ -10,15 +10,18 @@ use super::{
 };
 use crate::engine::{Command, CommandKind, Policy};
 
-const KINDS: [CommandKind; 6] = [
+const KINDS: [CommandKind; 7] = [
     CommandKind::Start,
     CommandKind::Pause,
     CommandKind::Resume,
     CommandKind::Promote,
     CommandKind::Abort,
     CommandKind::Retry,
+    CommandKind::Retire,
 ];
-const KIND_NAMES: [&str; 6] = ["START", "PAUSE", "RESUME", "PROMOTE", "ABORT", "RETRY"];
+const KIND_NAMES: [&str; 7] = [
+    "START", "PAUSE", "RESUME", "PROMOTE", "ABORT", "RETRY", "RETIRE",
+];
 
 fn policy_to_json(policy: &Policy) -> String {
     // A policy is a struct of numbers and enums: serializing it cannot fail.

@@ -12,16 +12,17 @@ use crate::engine::{
     Action, BreakerState, Cause, Decision, MetricsSnapshot, Phase, TrafficPercent, VariantMetrics,
 };
 
-const ACTIONS: [Action; 6] = [
+const ACTIONS: [Action; 7] = [
     Action::Start,
     Action::Advance,
     Action::Maintain,
     Action::Rollback,
     Action::Pause,
     Action::Resume,
+    Action::Retire,
 ];
-const ACTION_NAMES: [&str; 6] = [
-    "START", "ADVANCE", "MAINTAIN", "ROLLBACK", "PAUSE", "RESUME",
+const ACTION_NAMES: [&str; 7] = [
+    "START", "ADVANCE", "MAINTAIN", "ROLLBACK", "PAUSE", "RESUME", "RETIRE",
 ];
 const PHASE_NAMES: [&str; 5] = ["OFF", "PROBE", "SMALL", "MEDIUM", "FULL"];
 const BREAKERS: [BreakerState; 3] = [
@@ -118,6 +119,7 @@ impl super::private::Body for Decision {
         avro::put_opt_str(out, self.candidate_version.as_deref());
         avro::put_opt_str(out, self.baseline_version.as_deref());
         avro::put_opt_str(out, self.policy_json.as_deref());
+        avro::put_opt_long(out, self.phase_started_at);
     }
 
     fn read_avro(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -143,6 +145,14 @@ impl super::private::Body for Decision {
         if let Some(p) = policy_json {
             check_policy(p)?;
         }
+        // v1 records end here (see `schemas/history/`).
+        let phase_started_at = if r.is_empty() {
+            None
+        } else {
+            r.opt_long("phase_started_ms")?
+                .map(|t| check_timestamp("phase_started_ms", t))
+                .transpose()?
+        };
         Ok(Decision {
             rollout_id,
             sequence,
@@ -165,6 +175,7 @@ impl super::private::Body for Decision {
             candidate_version,
             baseline_version,
             policy_json: policy_json.map(str::to_owned),
+            phase_started_at,
         })
     }
 
@@ -201,6 +212,7 @@ impl super::private::Body for Decision {
                 candidate_version: self.candidate_version.as_deref(),
                 baseline_version: self.baseline_version.as_deref(),
                 policy_json: self.policy_json.as_deref(),
+                phase_started_ms: self.phase_started_at,
             },
             out,
         );
@@ -267,6 +279,10 @@ impl super::private::Body for Decision {
             candidate_version: d.candidate_version.map(|s| s.0.into_owned()),
             baseline_version: d.baseline_version.map(|s| s.0.into_owned()),
             policy_json: d.policy_json,
+            phase_started_at: d
+                .phase_started_ms
+                .map(|t| check_timestamp("phase_started_ms", t))
+                .transpose()?,
         })
     }
 }
@@ -311,6 +327,8 @@ struct DecisionOut<'a> {
     baseline_version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     policy_json: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phase_started_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -376,4 +394,5 @@ struct DecisionIn<'a> {
     baseline_version: Option<Str<'a>>,
     #[serde(default, deserialize_with = "json::policy_text")]
     policy_json: Option<String>,
+    phase_started_ms: Option<i64>,
 }

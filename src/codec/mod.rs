@@ -49,7 +49,7 @@
 //! |---------------------|---------------------------------------------|---------------------|
 //! | `rollout_id`        | string                                      | `rollout_id`; 1..=255 bytes |
 //! | `sequence`          | long                                        | `sequence`; `>= 0` |
-//! | `action`            | enum `START ADVANCE MAINTAIN ROLLBACK PAUSE RESUME` | `action` |
+//! | `action`            | enum `START ADVANCE MAINTAIN ROLLBACK PAUSE RESUME RETIRE` | `action` |
 //! | `from_phase`        | enum `OFF PROBE SMALL MEDIUM FULL`          | `from` |
 //! | `to_phase`          | same enum                                   | `to` |
 //! | `traffic_percent`   | double                                      | `traffic`; `[0, 100]`, two decimals at most |
@@ -63,13 +63,21 @@
 //! | `candidate_version` | `["null","string"]` = null                  | `candidate_version` |
 //! | `baseline_version`  | `["null","string"]` = null                  | `baseline_version` |
 //! | `policy_json`       | `["null","string"]` = null                  | `policy_json`; must pass `Policy::from_json` |
+//! | `phase_started_ms`  | `["null", long (timestamp-millis)]` = null  | `phase_started_at` (v2) |
+//!
+//! A RETIRE is never written as a record: the processor publishes a tombstone (the rollout id
+//! as key, no value), so compaction removes the rollout and routers drop it.
+//!
+//! Single-object records written with an earlier version of a schema (`schemas/history/`)
+//! are read too: every change so far appended optional fields, so the missing fields take
+//! their defaults.
 //!
 //! `RolloutCommand` (`schemas/rollout_command.avsc`), the domain's `Command`:
 //!
 //! | field               | Avro type                                        | domain field / rule |
 //! |---------------------|--------------------------------------------------|---------------------|
 //! | `rollout_id`        | string                                           | `rollout_id`; 1..=255 bytes |
-//! | `kind`              | enum `START PAUSE RESUME PROMOTE ABORT RETRY`    | `kind` |
+//! | `kind`              | enum `START PAUSE RESUME PROMOTE ABORT RETRY RETIRE` | `kind` |
 //! | `actor`             | string                                           | `actor` |
 //! | `reason`            | string                                           | `reason` |
 //! | `timestamp_ms`      | long (timestamp-millis)                          | `timestamp`; in the timestamp range |
@@ -275,7 +283,9 @@ pub trait WireRecord: private::Body {
                 }
                 let (fp, body) = split_header::<8>(rest)?;
                 let fingerprint = u64::from_le_bytes(*fp);
-                if fingerprint != Self::KIND.fingerprint() {
+                if fingerprint != Self::KIND.fingerprint()
+                    && !Self::KIND.parsed().earlier.contains(&fingerprint)
+                {
                     return Err(DecodeError::UnknownFingerprint { fingerprint });
                 }
                 body

@@ -22,6 +22,10 @@ pub enum CommandKind {
     Abort,
     /// Leave OFF for the policy's initial phase with the same versions and policy.
     Retry,
+    /// Forget a finished rollout (at OFF, or at FULL once the candidate has become the
+    /// baseline): its state is freed and a tombstone removes it from the decisions topic and
+    /// from every router, which then serve the baseline for it.
+    Retire,
 }
 
 /// An operator command for one rollout.

@@ -24,6 +24,10 @@ pub enum Action {
     Pause,
     /// An operator unfroze automatic decisions; the phase is unchanged.
     Resume,
+    /// An operator retired the rollout: the engine forgets it and the processor publishes a
+    /// tombstone (a record with no value) for its key, so the compacted decisions topic and
+    /// every router drop it. Never encoded as a record of its own.
+    Retire,
 }
 
 impl Action {
@@ -36,6 +40,7 @@ impl Action {
             Action::Rollback => "ROLLBACK",
             Action::Pause => "PAUSE",
             Action::Resume => "RESUME",
+            Action::Retire => "RETIRE",
         }
     }
 }
@@ -107,11 +112,20 @@ pub struct Decision {
     /// The rollout's own policy as JSON, when it differs from the processor's default
     /// (so a restart restores it from the compacted topic alone).
     pub policy_json: Option<String>,
+    /// Event time from which samples count for the phase after the decision (a bucket
+    /// boundary), so a restart restores the window exactly; `None` in records written before
+    /// the field existed.
+    pub phase_started_at: Option<EventTime>,
 }
 
 impl Decision {
     /// Whether this decision is published (everything but MAINTAIN).
     pub fn is_published(&self) -> bool {
         self.action != Action::Maintain
+    }
+
+    /// Whether this decision is published as a tombstone (RETIRE) rather than as a record.
+    pub fn is_tombstone(&self) -> bool {
+        self.action == Action::Retire
     }
 }

@@ -137,10 +137,16 @@ impl Engine {
         }
     }
 
-    /// Applies one command. Only START creates a rollout.
+    /// Applies one command. Only START creates a rollout; RETIRE forgets one.
     pub fn apply_command(&mut self, cmd: &Command) -> Result<Decision, CommandError> {
         let result = match self.rollouts.get_mut(cmd.rollout_id.as_str()) {
-            Some(r) => r.apply_command(cmd),
+            Some(r) => {
+                let d = r.apply_command(cmd);
+                if d.as_ref().is_ok_and(Decision::is_tombstone) {
+                    self.rollouts.remove(cmd.rollout_id.as_str());
+                }
+                d
+            }
             None if cmd.kind == CommandKind::Start => {
                 let mut r =
                     Rollout::new(cmd.rollout_id.clone(), self.default_policy.clone(), false);
@@ -157,6 +163,11 @@ impl Engine {
             self.counters.refused_commands += 1;
         }
         result
+    }
+
+    /// Forgets a rollout whose tombstone was read from the decisions topic (on restart).
+    pub fn forget(&mut self, rollout_id: &str) {
+        self.rollouts.remove(rollout_id);
     }
 
     /// Restores a rollout from its last published decision (on restart). A decision carrying

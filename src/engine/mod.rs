@@ -12,12 +12,14 @@
 //! - [`watchdog`]: metrics + policy → ADVANCE / MAINTAIN / ROLLBACK with a reason.
 //! - [`rollout`]: one rollout's state machine; [`engine`]: all rollouts, fed events and commands.
 //! - [`command`], [`decision`]: operator inputs and the engine's outputs.
+//! - [`log`]: the decisions log read as a table (latest decision per rollout, tombstones).
 //! - [`splitter`]: the sticky, monotone hash split routers use.
 
 pub mod command;
 pub mod decision;
 #[allow(clippy::module_inception)]
 pub mod engine;
+pub mod log;
 pub mod phase;
 pub mod policy;
 pub mod rollout;
@@ -29,6 +31,7 @@ pub mod window;
 pub use command::{Command, CommandError, CommandKind};
 pub use decision::{Action, Cause, Decision, MetricsSnapshot};
 pub use engine::{Engine, EngineCounters, EngineOptions, Input};
+pub use log::LatestDecisions;
 pub use phase::{BreakerState, Phase};
 pub use policy::{Policy, PolicyError, Schedule};
 pub use rollout::Rollout;

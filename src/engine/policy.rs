@@ -7,6 +7,9 @@
 //! (the last `monitoring_window_ms` of event time, restricted to the current phase) and applies,
 //! in this order:
 //!
+//! 0. in PROBE, SMALL or MEDIUM, the candidate's share of the window's executions is
+//!    significantly below `traffic_shortfall_ratio` × the phase's traffic share → **ROLLBACK**
+//!    (fail-safe on silence; see [`Policy::traffic_shortfall_ratio`]);
 //! 1. fewer than `min_samples_per_phase` candidate samples → **MAINTAIN** (no verdict yet);
 //! 2. mean latency `> max_latency_ms` → **ROLLBACK** (latency SLO breached);
 //! 3. completion rate `< rollback_threshold` → **ROLLBACK** (the breaker trips);
@@ -130,6 +133,20 @@ const fn default_allowed_lateness_ms() -> u64 {
     5_000
 }
 
+/// Default traffic-shortfall ratio: the candidate must report at least half the share of
+/// executions its phase routes to it (our choice: robust to routers that pick a new phase up a
+/// few seconds late and to moderately uneven request keys, while a candidate that stopped
+/// reporting falls to zero).
+const fn default_traffic_shortfall_ratio() -> Rate {
+    Rate::from_const(0.5)
+}
+/// Default false-alarm bound of the shortfall check, per evaluation: 1e-6 (one false trip in a
+/// million evaluations of a candidate that does get `ratio` × its share; at its full share the
+/// bound is far smaller).
+const fn default_traffic_shortfall_alpha() -> f64 {
+    1e-6
+}
+
 /// The rollout policy. Every field has a default, so `{}` is a valid policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +182,16 @@ pub struct Policy {
     /// its window; later events are counted as late.
     #[serde(default = "default_allowed_lateness_ms")]
     pub allowed_lateness_ms: u64,
+    /// Fail-safe on silence: in PROBE..MEDIUM the candidate should report the phase's share of
+    /// executions. When its share over the window is significantly below
+    /// `traffic_shortfall_ratio` × the routed share, the breaker trips (ROLLBACK): the candidate
+    /// crashed, its reports are lost, or its calls time out unreported. `0` disables the check.
+    #[serde(default = "default_traffic_shortfall_ratio")]
+    pub traffic_shortfall_ratio: Rate,
+    /// False-alarm bound of the shortfall check per evaluation, in `(0, 0.5]`: it trips when the
+    /// Chernoff bound of the one-sided binomial tail, `exp(-n · KL(k/n ‖ p))`, is below it.
+    #[serde(default = "default_traffic_shortfall_alpha")]
+    pub traffic_shortfall_alpha: f64,
 }
 
 impl Default for Policy {
@@ -180,6 +207,8 @@ impl Default for Policy {
             schedule: Schedule::default(),
             evaluation_interval_ms: default_evaluation_interval_ms(),
             allowed_lateness_ms: default_allowed_lateness_ms(),
+            traffic_shortfall_ratio: default_traffic_shortfall_ratio(),
+            traffic_shortfall_alpha: default_traffic_shortfall_alpha(),
         }
     }
 }
@@ -241,6 +270,12 @@ impl Policy {
                     "must be in [0, monitoring_window_ms = {w}], got {}",
                     self.allowed_lateness_ms
                 ),
+            ));
+        }
+        if !(self.traffic_shortfall_alpha > 0.0 && self.traffic_shortfall_alpha <= 0.5) {
+            return Err(PolicyError::new(
+                "traffic_shortfall_alpha",
+                format!("must be in (0, 0.5], got {}", self.traffic_shortfall_alpha),
             ));
         }
         let (rb, slo, adv) = (

@@ -10,6 +10,8 @@
 //! | PROBE..MEDIUM   | PROMOTE                    | next phase       | ADVANCE  |
 //! | OFF             | RETRY / START              | initial phase    | START    |
 //! | not OFF         | PAUSE / RESUME             | same phase       | PAUSE / RESUME |
+//! | auto-started, nothing decided since | START   | START's initial phase | START (START wins) |
+//! | OFF or FULL     | RETIRE                     | (forgotten)      | RETIRE (tombstone) |
 
 use std::sync::Arc;
 
@@ -34,6 +36,9 @@ pub struct Rollout {
     custom_policy: bool,
     phase: Phase,
     paused: bool,
+    /// The last published decision is an automatic START (first event of an unknown rollout):
+    /// an operator's START still applies, so a START that lost the race with an event wins.
+    auto_started: bool,
     sequence: u64,
     phase_started_at: EventTime,
     candidate_version: Option<String>,
@@ -67,6 +72,7 @@ impl Rollout {
             custom_policy,
             phase: Phase::Off,
             paused: false,
+            auto_started: false,
             sequence: 0,
             phase_started_at: EventTime::MIN,
             candidate_version: None,
@@ -301,7 +307,9 @@ impl Rollout {
             ..MetricsSnapshot::default()
         };
         self.paused = false;
-        self.transition(Action::Start, to, reason, metrics, at, cause, actor)
+        let d = self.transition(Action::Start, to, reason, metrics, at, cause, actor);
+        self.auto_started = cause == Cause::Automatic;
+        d
     }
 
     /// Applies an operator command.
@@ -323,7 +331,8 @@ impl Rollout {
         let metrics = self.snapshot(at);
         let d = match cmd.kind {
             CommandKind::Start | CommandKind::Retry => {
-                if self.phase != Phase::Off {
+                let start_wins = cmd.kind == CommandKind::Start && self.auto_started;
+                if self.phase != Phase::Off && !start_wins {
                     return Err(refuse(self));
                 }
                 if cmd.kind == CommandKind::Start {
@@ -344,9 +353,29 @@ impl Rollout {
                 } else {
                     "retried"
                 };
+                // START wins over an auto-start: the samples of the auto-started phase were
+                // judged under the default policy, so the operator's START begins the phase
+                // again (from OFF, as far as the phase bookkeeping is concerned).
+                let before = self.phase;
+                self.phase = Phase::Off;
                 let mut d = self.start(at, Cause::Operator, &cmd.actor, reason(what));
                 d.metrics = metrics;
+                d.from = before;
                 d
+            }
+            CommandKind::Retire => {
+                if !matches!(self.phase, Phase::Off | Phase::Full) {
+                    return Err(refuse(self));
+                }
+                self.transition(
+                    Action::Retire,
+                    self.phase,
+                    reason("retired"),
+                    metrics,
+                    at,
+                    Cause::Operator,
+                    &cmd.actor,
+                )
             }
             CommandKind::Pause | CommandKind::Resume => {
                 let pause = cmd.kind == CommandKind::Pause;
@@ -411,9 +440,14 @@ impl Rollout {
         self.custom_policy = custom_policy;
         self.phase = d.to;
         self.paused = d.paused;
+        self.auto_started =
+            d.action == Action::Start && d.cause == Cause::Automatic && d.sequence == 1;
         self.sequence = d.sequence;
-        self.phase_started_at = ceil_to_bucket(d.at, self.width());
-        self.closed_until = self.closed_until.max(self.phase_started_at);
+        // Records written before `phase_started_at` existed: the best guess is the decision's
+        // time rounded up, which is right unless the last decision was a PAUSE or RESUME.
+        self.phase_started_at = d
+            .phase_started_at
+            .unwrap_or_else(|| ceil_to_bucket(d.at, self.width()));
         self.next_open = self
             .baseline
             .first_start_from(self.closed_until)
@@ -438,6 +472,7 @@ impl Rollout {
         let from = self.phase;
         if action != Action::Maintain {
             self.sequence += 1;
+            self.auto_started = false;
         }
         if to != from {
             self.phase = to;
@@ -484,6 +519,7 @@ impl Rollout {
             policy_json: self
                 .custom_policy
                 .then(|| serde_json::to_string(&*self.policy).unwrap_or_default()),
+            phase_started_at: Some(self.phase_started_at),
         }
     }
 }

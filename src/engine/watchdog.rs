@@ -39,6 +39,9 @@ pub fn judge(
             format!("baseline: {}", quote(baseline))
         }
     };
+    if let Some(v) = traffic_shortfall(policy, phase, candidate, baseline) {
+        return v;
+    }
     let needed = u64::from(policy.min_samples_per_phase);
     if candidate.samples < needed {
         return verdict(
@@ -119,6 +122,58 @@ pub fn judge(
     )
 }
 
+/// Kullback-Leibler divergence of Bernoulli(q) from Bernoulli(p), in nats (`0 ln 0 = 0`).
+fn bernoulli_kl(q: f64, p: f64) -> f64 {
+    let term = |a: f64, b: f64| if a == 0.0 { 0.0 } else { a * (a / b).ln() };
+    term(q, p) + term(1.0 - q, 1.0 - p)
+}
+
+/// The fail-safe on silence, as A/B platforms check sample-ratio mismatch: in a trial phase the
+/// candidate should report its routed share of executions. With `n` executions in the window,
+/// `k` of them the candidate's and `p = traffic_shortfall_ratio × share`, it trips when
+/// `k/n < p` and the Chernoff bound of `P(X ≤ k | X ~ Binomial(n, p))`, `exp(-n·KL(k/n ‖ p))`,
+/// is at most `traffic_shortfall_alpha`. That bound holds for any true share `≥ p`, so a
+/// candidate that reports at least `ratio` × its share trips with probability at most alpha per
+/// evaluation. A silent candidate trips once the window holds
+/// `ln(1/alpha) / -ln(1 - p)` executions (default policy: about 2 760 at PROBE, 550 at SMALL,
+/// 140 at MEDIUM).
+fn traffic_shortfall(
+    policy: &Policy,
+    phase: Phase,
+    candidate: &VariantMetrics,
+    baseline: &VariantMetrics,
+) -> Option<Verdict> {
+    if matches!(phase, Phase::Off | Phase::Full) {
+        return None;
+    }
+    let share = policy.schedule.percent(phase).percent() / 100.0;
+    let p = policy.traffic_shortfall_ratio.get() * share;
+    let k = candidate.samples;
+    let n = k + baseline.samples;
+    if p <= 0.0 || n == 0 {
+        return None;
+    }
+    let observed = k as f64 / n as f64;
+    if observed >= p {
+        return None;
+    }
+    let log_bound = -(n as f64) * bernoulli_kl(observed, p);
+    let log_alpha = policy.traffic_shortfall_alpha.ln();
+    (log_bound <= log_alpha).then(|| Verdict {
+        action: Action::Rollback,
+        reason: format!(
+            "{phase}: candidate reported {k} of {n} executions ({:.2} %) where the phase routes {:.2} %; \
+             below {} of its share with tail bound {:.1e} <= alpha {:.0e} \
+             (candidate silent, reports lost or calls unreported)",
+            observed * 100.0,
+            share * 100.0,
+            policy.traffic_shortfall_ratio,
+            log_bound.exp(),
+            policy.traffic_shortfall_alpha,
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +230,81 @@ mod tests {
         );
         assert_eq!(action(10, 1.0, 100.0, Full), Maintain, "nothing above FULL");
         assert_eq!(action(40, 0.80, 2500.0, Small), Rollback, "seed scenario 2");
+    }
+
+    #[test]
+    fn a_silent_candidate_trips_the_breaker() {
+        let policy = Policy::default();
+        let judge_counts = |phase, k: u64, n_baseline: u64| {
+            judge(
+                &policy,
+                phase,
+                &metrics(k, 1.0, 100.0),
+                &metrics(n_baseline, 1.0, 100.0),
+            )
+        };
+        // PROBE routes 1 %: the check compares with 0.5 %, and needs about 2 760 executions.
+        assert_eq!(
+            judge_counts(Phase::Probe, 0, 2_700).action,
+            Action::Maintain
+        );
+        let v = judge_counts(Phase::Probe, 0, 2_800);
+        assert_eq!(v.action, Action::Rollback, "{}", v.reason);
+        assert!(v.reason.contains("0 of 2800 executions"), "{}", v.reason);
+        // Healthy shares never trip, whatever the volume.
+        assert_eq!(judge_counts(Phase::Small, 50, 950).action, Action::Advance);
+        assert_ne!(
+            judge_counts(Phase::Medium, 9_000, 41_000).action,
+            Action::Rollback
+        );
+        // A clear shortfall does: 0.33 % of the executions at SMALL (5 %).
+        let v = judge_counts(Phase::Small, 10, 2_990);
+        assert_eq!(v.action, Action::Rollback, "{}", v.reason);
+        // FULL has no baseline to compare with; OFF routes nothing.
+        assert_eq!(
+            judge_counts(Phase::Full, 0, 100_000).action,
+            Action::Maintain
+        );
+        // Disabled by a ratio of 0.
+        let off = Policy {
+            traffic_shortfall_ratio: crate::engine::Rate::new(0.0).unwrap(),
+            ..Policy::default()
+        };
+        let v = judge(
+            &off,
+            Phase::Probe,
+            &metrics(0, 1.0, 100.0),
+            &metrics(100_000, 1.0, 100.0),
+        );
+        assert_eq!(v.action, Action::Maintain);
+    }
+
+    #[test]
+    fn shortfall_false_alarm_rate_is_bounded() {
+        // A candidate reporting exactly ratio × its share (the worst case the bound covers):
+        // over many seeded windows, trips stay far below alpha × runs + a tolerance.
+        use rand::{rngs::SmallRng, Rng, SeedableRng};
+        let policy = Policy {
+            traffic_shortfall_alpha: 1e-3,
+            ..Policy::default()
+        };
+        let mut rng = SmallRng::seed_from_u64(7);
+        let p = 0.5 * 0.05;
+        let runs = 2_000;
+        let mut trips = 0;
+        for _ in 0..runs {
+            let n = 2_000u64;
+            let k = (0..n).filter(|_| rng.random::<f64>() < p).count() as u64;
+            let v = judge(
+                &policy,
+                Phase::Small,
+                &metrics(k, 1.0, 100.0),
+                &metrics(n - k, 1.0, 100.0),
+            );
+            trips += u32::from(v.action == Action::Rollback);
+        }
+        // alpha × runs = 2; allow 3 more for sampling noise.
+        assert!(trips <= 5, "{trips} false trips in {runs} runs");
     }
 
     #[test]

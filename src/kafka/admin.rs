@@ -235,7 +235,7 @@ impl fmt::Display for TopicWarning {
                 f,
                 "topic '{topic}' has retention.ms={retention_ms}, shorter than the restore \
                  look-back of {look_back_ms} ms (monitoring_window + evaluation_interval + \
-                 2 x allowed_lateness + restore_slack): a restart may not rebuild windows \
+                 2 x allowed_lateness + restore_slack + max_clock_skew): a restart may not rebuild windows \
                  exactly; raise retention.ms above {look_back_ms}"
             ),
             TopicWarning::CreateTime { topic } => write!(

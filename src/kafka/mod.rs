@@ -6,5 +6,6 @@ pub mod admin;
 pub mod audit;
 pub mod client;
 pub mod processor;
+pub mod read;
 pub mod restore;
 pub mod retry;

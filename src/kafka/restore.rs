@@ -1,19 +1,23 @@
 //! Restoring a partition's rollouts after an assignment (start, restart, rebalance).
 //!
-//! 1. **Phases** from the compacted decisions topic: read partition `p` from the beginning
-//!    until the consumer's *position* reaches the end offset captured at start (transaction
-//!    markers occupy offsets that are never delivered, so waiting for a message at
-//!    `end - 1` could hang), keep the highest sequence per rollout, and restore each.
-//! 2. **Windows** from the events topic: re-read partition `p` from a bounded look-back up to
-//!    the group's committed offset, recording events without judging (see
-//!    [`crate::engine::Rollout::close_buckets_silently`] for why that is exact). The look-back
-//!    starts `monitoring_window + evaluation_interval + 2 × allowed_lateness + restore_slack`
-//!    of event time before the last committed event, found with `offsets_for_times` (record
-//!    timestamps are event times when agents use [`crate::agent`]'s emitter). Every evaluation
-//!    after the restart covers only buckets inside that span, so it sees the same data as an
-//!    uninterrupted run.
+//! 1. **Phases** from the compacted decisions topic: read partition `p` to the end offset
+//!    captured at start ([`super::read::read_range`]) and fold it with
+//!    [`LatestDecisions`] (highest sequence per rollout; a tombstone forgets). Each decision
+//!    carries the event time its phase started, so the window is restored exactly, whatever the
+//!    last decision was (a PAUSE or RESUME included).
+//! 2. **Windows** from the events topic: re-read partition `p` up to the group's committed
+//!    offset, admitting each record exactly as the live loop did ([`crate::input::admit`]:
+//!    refused records are not counted), recording events without judging (see
+//!    [`crate::engine::Rollout::close_buckets_silently`] for why that is exact). The read
+//!    starts at record time `max(earliest phase start, tail − look-back)`, where `tail` is the
+//!    record timestamp of the last committed event and the look-back is
+//!    `monitoring_window + evaluation_interval + 2 × allowed_lateness + restore_slack +
+//!    max_clock_skew` (an admitted event is at most `max_clock_skew` ahead of its record
+//!    timestamp), found with `offsets_for_times`. Nothing before the earliest phase start can
+//!    count, and every evaluation after the restart covers only buckets inside the look-back.
+//!    If the events it needs were already deleted by retention, the rebuild is **truncated**:
+//!    counted (`rollout_breaker_restore_truncated_total`) and logged.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -22,15 +26,18 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use super::client::reader_config;
+use super::read::read_range;
 use super::retry::with_backoff;
 use crate::codec;
 use crate::config::Config;
-use crate::engine::{Decision, Engine};
+use crate::engine::{Engine, LatestDecisions};
+use crate::input::{admit, AdmissionRules, Admitted, InputTopic, RecordView};
+use crate::observe;
 
 /// What one partition's restore did.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreStats {
-    /// Decision records read.
+    /// Decision records read (tombstones included).
     pub decisions_read: u64,
     /// Rollouts restored.
     pub rollouts: usize,
@@ -38,6 +45,8 @@ pub struct RestoreStats {
     pub undecodable_decisions: u64,
     /// Events re-read to rebuild windows.
     pub events_replayed: u64,
+    /// Whether events the rebuild needed had already been deleted by retention.
+    pub truncated: bool,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -45,73 +54,12 @@ pub struct RestoreStats {
 /// How long a restore may wait for one partition before giving up.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Reads partition `p` of `topic` from `start` until the position reaches `end`, handing every
-/// record (offset, timestamp, payload) to `f`.
-///
-/// Each read gets a consumer of its own: right after a re-assignment, a reused consumer may
-/// still report the position of its previous read of the same partition, which would end the
-/// loop before anything was read.
-fn read_range(
-    config: &Config,
-    topic: &str,
-    partition: i32,
-    start: i64,
-    end: i64,
-    mut f: impl FnMut(i64, Option<i64>, &[u8]),
-) -> Result<(), KafkaError> {
-    if start >= end {
-        return Ok(());
-    }
-    let consumer: BaseConsumer =
-        reader_config(&config.kafka, &format!("{}-restore", config.kafka.group_id)).create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
-    consumer.assign(&tpl)?;
-    let deadline = Instant::now() + RESTORE_TIMEOUT;
-    // Track the next offset from the records themselves; ask for the consumer's position only
-    // when nothing arrives, which is how a read past trailing transaction markers (offsets
-    // that are never delivered) ends.
-    let mut next = start;
-    loop {
-        if next >= end {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(KafkaError::Global(
-                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
-            ));
-        }
-        match consumer.poll(Duration::from_millis(20)) {
-            // Take only this partition's records (defensive: the consumer is ours alone).
-            Some(Ok(m)) if m.topic() == topic && m.partition() == partition => {
-                if m.offset() < end {
-                    f(
-                        m.offset(),
-                        m.timestamp().to_millis(),
-                        m.payload().unwrap_or_default(),
-                    );
-                }
-                next = next.max(m.offset() + 1);
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => warn!(topic, partition, error = %e, "Restore read error; retrying."),
-            None => {
-                let pos = consumer
-                    .position()?
-                    .find_partition(topic, partition)
-                    .and_then(|e| e.offset().to_raw())
-                    .unwrap_or(start);
-                next = next.max(pos);
-            }
-        }
-    }
-}
-
 /// Restores partition `partition`'s rollouts into `engine` (which should be empty).
 /// `committed_events_offset` is the group's committed offset of the events partition, where
-/// live processing will resume.
+/// live processing will resume; `rules` are the live loop's admission rules.
 pub fn restore_partition(
     config: &Config,
+    rules: &AdmissionRules,
     partition: i32,
     committed_events_offset: Option<i64>,
     engine: &mut Engine,
@@ -127,34 +75,34 @@ pub fn restore_partition(
     let (low, high) = with_backoff("fetch_watermarks", || {
         consumer.fetch_watermarks(&topics.decisions, partition, timeout)
     })?;
-    let mut latest: HashMap<String, Decision> = HashMap::new();
+    let mut latest = LatestDecisions::new();
     read_range(
         config,
+        "restore",
         &topics.decisions,
         partition,
-        low,
-        high,
-        |offset, _, bytes| {
+        (low, high),
+        RESTORE_TIMEOUT,
+        |m| {
             stats.decisions_read += 1;
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default());
+            let Some(bytes) = m.payload() else {
+                latest.apply(&key, None);
+                return;
+            };
             match codec::decode_decision(bytes, topics.decisions_encoding)
                 .or_else(|_| codec::decode_decision_any(bytes))
             {
                 Ok(d) => {
-                    if latest
-                        .get(&d.rollout_id)
-                        .is_none_or(|old| old.sequence < d.sequence)
-                    {
-                        latest.insert(d.rollout_id.clone(), d);
-                    }
+                    latest.apply(&key, Some(d));
                 }
                 Err(e) => {
                     stats.undecodable_decisions += 1;
-                    warn!(partition, offset, error = %e, "Undecodable record in the decisions topic; skipped.");
+                    warn!(partition, offset = m.offset(), error = %e, "Undecodable record in the decisions topic; skipped.");
                 }
             }
         },
     )?;
-    let mut max_span: i64 = 0;
     let mut last_decision_at = i64::MIN;
     for d in latest.values() {
         if let Err(e) = engine.restore(d) {
@@ -162,10 +110,13 @@ pub fn restore_partition(
         }
         last_decision_at = last_decision_at.max(d.at);
     }
+    let mut max_span: i64 = 0;
+    let mut earliest_phase = i64::MAX;
     for r in engine.rollouts() {
         let p = r.policy();
         let span = p.monitoring_window_ms + p.evaluation_interval_ms + 2 * p.allowed_lateness_ms;
         max_span = max_span.max(span as i64);
+        earliest_phase = earliest_phase.min(r.phase_started_at());
     }
     stats.rollouts = latest.len();
 
@@ -179,23 +130,24 @@ pub fn restore_partition(
             committed, ev_low, ev_high, "Events partition before window rebuild."
         );
         if committed > ev_low {
-            // Event time of the last committed event.
-            let mut last_ts = None;
+            // Record time of the last committed event: the partition's clock at the commit.
+            let mut tail = None;
             read_range(
                 config,
+                "restore",
                 &topics.events,
                 partition,
-                committed - 1,
-                committed,
-                |_, ts, bytes| {
-                    last_ts = codec::decode_event(bytes, topics.events_encoding)
-                        .map(|e| e.timestamp)
-                        .ok()
-                        .or(ts);
-                },
+                (committed - 1, committed),
+                RESTORE_TIMEOUT,
+                |m| tail = m.timestamp().to_millis(),
             )?;
-            let last_ts = last_ts.unwrap_or(last_decision_at);
-            let from_ts = last_ts - max_span - config.processing.restore_slack_ms as i64;
+            let tail = tail.unwrap_or(last_decision_at);
+            let look_back = max_span
+                + config.processing.restore_slack_ms as i64
+                + config.processing.max_clock_skew_ms as i64;
+            let from_ts = tail
+                .saturating_sub(look_back)
+                .max(earliest_phase.saturating_sub(config.processing.max_clock_skew_ms as i64));
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&topics.events, partition, Offset::Offset(from_ts))?;
             let found = with_backoff("offsets_for_times", || {
@@ -208,18 +160,38 @@ pub fn restore_partition(
                 Some(Offset::Offset(o)) => o.max(ev_low),
                 _ => committed,
             };
+            if from == ev_low && ev_low > 0 {
+                stats.truncated = true;
+                metrics::counter!(observe::RESTORE_TRUNCATED).increment(1);
+                warn!(
+                    partition,
+                    from_ts,
+                    log_start = ev_low,
+                    "Window rebuild truncated: events it needs were deleted by retention; \
+                     decisions right after this restore may differ from an uninterrupted run. \
+                     Raise the events topic's retention.ms above the restore look-back."
+                );
+            }
             info!(
                 partition,
-                last_ts, from_ts, from, committed, "Rebuilding windows from the events topic."
+                tail, from_ts, from, committed, "Rebuilding windows from the events topic."
             );
             read_range(
                 config,
+                "restore",
                 &topics.events,
                 partition,
-                from,
-                committed,
-                |_, _, bytes| {
-                    if let Ok(e) = codec::decode_event(bytes, topics.events_encoding) {
+                (from, committed),
+                RESTORE_TIMEOUT,
+                |m| {
+                    let record = RecordView {
+                        topic: InputTopic::Events,
+                        partition,
+                        key: m.key(),
+                        payload: m.payload(),
+                        timestamp: m.timestamp().to_millis(),
+                    };
+                    if let Ok(Admitted::Event(e)) = admit(rules, &record) {
                         if engine.replay_event(&e) {
                             stats.events_replayed += 1;
                         }

@@ -356,6 +356,7 @@ mod tests {
             candidate_version: Some("v2".into()),
             baseline_version: None,
             policy_json: None,
+            phase_started_at: None,
         }
     }
 

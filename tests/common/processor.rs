@@ -51,9 +51,12 @@ pub fn now_epoch_ms() -> i64 {
 
 /// Events of a scenario generated in a closed loop against an in-memory engine (the router
 /// follows the engine's decisions), as agents would have produced them. The scenario is moved
-/// from [`SCENARIO_EPOCH_MS`] to the present (see [`now_epoch_ms`]).
+/// from [`SCENARIO_EPOCH_MS`] to the recent past, so that it ends before the present (see
+/// [`now_epoch_ms`]): the processor refuses events dated more than `max_clock_skew_ms` ahead of
+/// their record timestamp, which on topics it creates is the broker's append time.
 pub fn scenario_events(mut scenario: Scenario, policy: &Policy) -> Vec<ExecutionEvent> {
-    scenario.start_ms = now_epoch_ms() + (scenario.start_ms - SCENARIO_EPOCH_MS);
+    let end = scenario.duration_ms + 60_000;
+    scenario.start_ms = now_epoch_ms() - end + (scenario.start_ms - SCENARIO_EPOCH_MS);
     rollout_breaker::sim::closed_loop(scenario, policy).events
 }
 
@@ -142,7 +145,9 @@ pub fn read_decisions(
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline && !done(&out) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let d = codec::decode_decision(m.payload().unwrap(), config.topics.decisions_encoding)
+            // Tombstones (RETIRE) carry no decision.
+            let Some(payload) = m.payload() else { continue };
+            let d = codec::decode_decision(payload, config.topics.decisions_encoding)
                 .expect("decisions decode");
             out.entry(d.rollout_id.clone()).or_default().push(d);
         }
@@ -206,4 +211,107 @@ impl Running {
             .ok()
             .map(|r| r.expect("processor task panicked"))
     }
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Partition.
+    pub partition: i32,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value (`None`: a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Headers as strings.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads every committed record of `topic` (read_committed) until `want` records or `timeout`.
+pub async fn read_records(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    want: usize,
+    timeout: Duration,
+) -> Vec<Record> {
+    use rdkafka::message::Headers;
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = consumer_config(&bootstrap, &unique_name("records"))
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while out.len() < want && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Record {
+                    partition: m.partition(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+        }
+        out
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the processor's group has committed the end of every events partition.
+pub async fn await_committed(bootstrap: &str, config: &Config, timeout: Duration) {
+    let (bootstrap, config) = (bootstrap.to_owned(), config.clone());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = consumer_config(&bootstrap, &config.kafka.group_id)
+            .create()
+            .expect("consumer");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut done = true;
+            for p in 0..config.topics.partitions {
+                let (_, high) = consumer
+                    .fetch_watermarks(&config.topics.events, p, Duration::from_secs(5))
+                    .unwrap();
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&config.topics.events, p);
+                let got = consumer
+                    .committed_offsets(tpl, Duration::from_secs(5))
+                    .ok()
+                    .and_then(|t| {
+                        t.find_partition(&config.topics.events, p)
+                            .and_then(|e| e.offset().to_raw())
+                    })
+                    .unwrap_or(-1);
+                done &= got >= high;
+            }
+            if done {
+                return;
+            }
+            assert!(Instant::now() < deadline, "processor did not catch up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap()
 }

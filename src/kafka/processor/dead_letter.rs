@@ -34,6 +34,27 @@ impl DeadLetterRatio {
     }
 }
 
+/// Where a dead letter comes from: its source record.
+pub(super) struct Source<'a> {
+    pub(super) topic: &'a str,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    pub(super) key: Option<&'a [u8]>,
+    pub(super) payload: &'a [u8],
+}
+
+impl<'a> From<&'a OwnedMessage> for Source<'a> {
+    fn from(m: &'a OwnedMessage) -> Self {
+        Source {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            payload: m.payload().unwrap_or_default(),
+        }
+    }
+}
+
 impl Processor {
     /// Fails when the share of dead letters over the window exceeds the limit.
     pub(super) fn check_dead_letter_flood(&self) -> Result<(), ProcessorError> {
@@ -50,18 +71,19 @@ impl Processor {
         Ok(())
     }
 
-    pub(super) fn dead_letter(
+    pub(super) fn dead_letter<'a>(
         &mut self,
-        m: &OwnedMessage,
+        m: impl Into<Source<'a>>,
         reason: &'static str,
         error: &str,
     ) -> Result<(), ProcessorError> {
-        let partition = m.partition().to_string();
-        let offset = m.offset().to_string();
+        let m: Source<'a> = m.into();
+        let partition = m.partition.to_string();
+        let offset = m.offset.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "rb.source.topic",
-                value: Some(m.topic()),
+                value: Some(m.topic),
             })
             .insert(Header {
                 key: "rb.source.partition",
@@ -80,17 +102,15 @@ impl Processor {
                 value: Some(error),
             });
         let topic = self.config.topics.dead_letter.clone();
-        let mut record = BaseRecord::to(&topic)
-            .headers(headers)
-            .payload(m.payload().unwrap_or_default());
-        if let Some(k) = m.key() {
+        let mut record = BaseRecord::to(&topic).headers(headers).payload(m.payload);
+        if let Some(k) = m.key {
             record = record.key(k);
         }
         self.send(record)?;
         DeadLettered {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
+            topic: m.topic,
+            partition: m.partition,
+            offset: m.offset,
             reason,
             error,
         }

@@ -51,11 +51,14 @@ impl Processor {
             }
             let committed = committed(&self.consumer, &self.config, p)?;
             match self.parked.remove(&p) {
-                Some(state) if state.committed == committed => {
+                Some(mut state) if state.committed == committed => {
                     info!(
                         partition = p,
                         "Partition re-assigned unchanged; parked state reused."
                     );
+                    // Consumption resumes at the committed offsets, which precede the held
+                    // commands: they will be read again.
+                    state.clear_held();
                     self.partitions.insert(p, state);
                 }
                 _ => to_restore.push((p, committed)),
@@ -70,6 +73,7 @@ impl Processor {
         // processed before every one has finished.
         let config = &self.config;
         let health = &self.health;
+        let admission = &self.admission;
         let restored: Vec<Result<(i32, PartitionState), KafkaError>> =
             std::thread::scope(|scope| {
                 let handles: Vec<_> = to_restore
@@ -82,12 +86,13 @@ impl Processor {
                                     auto_start: config.processing.auto_start,
                                 },
                             );
-                            let stats = restore_partition(config, p, committed.0, &mut engine)?;
+                            let stats =
+                                restore_partition(config, admission, p, committed.0, &mut engine)?;
                             metrics::counter!(observe::RESTORE_DECISIONS)
                                 .increment(stats.decisions_read);
                             metrics::counter!(observe::RESTORE_EVENTS)
                                 .increment(stats.events_replayed);
-                            Ok((p, PartitionState { engine, committed }))
+                            Ok((p, PartitionState::new(engine, committed)))
                         })
                     })
                     .collect();

@@ -45,6 +45,7 @@ pub fn restore_look_back_ms(config: &Config) -> u64 {
         + p.evaluation_interval_ms
         + 2 * p.allowed_lateness_ms
         + config.processing.restore_slack_ms
+        + config.processing.max_clock_skew_ms
 }
 
 async fn ensure_topics_watched(

@@ -10,16 +10,25 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::error;
 
+use super::dead_letter::Source;
 use super::error::ProcessorError;
 use super::worker::{Input, Processor};
-use crate::codec::{self, WireRecord};
-use crate::engine::Decision;
+use crate::codec::WireRecord;
+use crate::engine::{Decision, Engine};
+use crate::input::order::HeldCommand;
+use crate::input::{admit, Admitted, InputTopic, RecordView};
 use crate::observe::{self, DecisionPublished};
 
 impl Processor {
-    pub(super) fn process_batch(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
+    /// Processes `batch` in one transaction; `release` names partitions whose events were read
+    /// to their end, so their held commands apply after the batch.
+    pub(super) fn process_batch(
+        &mut self,
+        batch: &[Input],
+        release: &[i32],
+    ) -> Result<(), ProcessorError> {
         self.producer.begin_transaction()?;
-        match self.process_in_transaction(batch) {
+        match self.process_in_transaction(batch, release) {
             Ok(()) => Ok(()),
             Err(e) => {
                 if let Err(abort) = self.producer.abort_transaction(self.txn_timeout()) {
@@ -30,17 +39,26 @@ impl Processor {
         }
     }
 
-    fn process_in_transaction(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
+    fn process_in_transaction(
+        &mut self,
+        batch: &[Input],
+        release: &[i32],
+    ) -> Result<(), ProcessorError> {
         let mut next: HashMap<(bool, i32), i64> = HashMap::new();
         let mut decisions: Vec<(i32, Decision)> = Vec::new();
+        let mut refused: Vec<(i32, HeldCommand, String)> = Vec::new();
         let mut scratch = Vec::new();
+        let (mut events_in, mut commands_in) = (0u64, 0u64);
         for input in batch {
             let m = &input.msg;
             let p = m.partition();
             let is_events = m.topic() == self.config.topics.events;
             next.insert((is_events, p), m.offset() + 1);
-            metrics::counter!(observe::RECORDS_IN, "topic" => if is_events { "events" } else { "commands" }).increment(1);
-            let payload = m.payload().unwrap_or_default();
+            if is_events {
+                events_in += 1;
+            } else {
+                commands_in += 1;
+            }
             let Some(state) = self.partitions.get_mut(&p) else {
                 // A commands partition whose events partition is not ours (only possible with
                 // an assignor that splits co-partitioned topics): never drop it silently.
@@ -52,63 +70,99 @@ impl Processor {
                 )?;
                 continue;
             };
-            let outcome: Result<(), (&'static str, String)> =
-                if payload.len() > self.config.processing.max_record_bytes {
-                    Err((
-                        "too_large",
-                        format!(
-                            "record of {} bytes exceeds max_record_bytes {}",
-                            payload.len(),
-                            self.config.processing.max_record_bytes
-                        ),
-                    ))
-                } else if is_events {
-                    match codec::decode_event(payload, self.config.topics.events_encoding) {
-                        Ok(ev) if m.key().is_some_and(|k| k != ev.rollout_id.as_bytes()) => Err((
-                            "key_mismatch",
-                            format!("record key differs from rollout_id `{}`", ev.rollout_id),
-                        )),
-                        Ok(ev) => {
-                            scratch.clear();
-                            state.engine.apply_event(&ev, &mut scratch);
-                            decisions.extend(
-                                scratch
-                                    .drain(..)
-                                    .filter(Decision::is_published)
-                                    .map(|d| (p, d)),
-                            );
-                            Ok(())
-                        }
-                        Err(e) => Err((e.reason(), e.to_string())),
-                    }
+            let record = RecordView {
+                topic: if is_events {
+                    InputTopic::Events
                 } else {
-                    match codec::decode_command(payload, self.config.topics.commands_encoding) {
-                        Ok(cmd) => match state.engine.apply_command(&cmd) {
-                            Ok(d) => {
-                                decisions.push((p, d));
-                                Ok(())
-                            }
-                            Err(e) => Err(("refused_command", e.to_string())),
-                        },
-                        Err(e) => Err((e.reason(), e.to_string())),
+                    InputTopic::Commands
+                },
+                partition: p,
+                key: m.key(),
+                payload: m.payload(),
+                timestamp: m.timestamp().to_millis(),
+            };
+            let timestamp = record.timestamp.unwrap_or(i64::MIN);
+            match admit(&self.admission, &record) {
+                Ok(Admitted::Event(ev)) => {
+                    self.dead_letters.push(false);
+                    // Commands whose place comes before this event apply first (input::order).
+                    for held in state.gate.release_before(timestamp).collect::<Vec<_>>() {
+                        apply_held(&mut state.engine, p, held, &mut decisions, &mut refused);
                     }
-                };
-            self.dead_letters.push(outcome.is_err());
-            if let Err((reason, error)) = outcome {
-                self.dead_letter(m, reason, &error)?;
+                    scratch.clear();
+                    state.engine.apply_event(&ev, &mut scratch);
+                    decisions.extend(
+                        scratch
+                            .drain(..)
+                            .filter(Decision::is_published)
+                            .map(|d| (p, d)),
+                    );
+                }
+                Ok(Admitted::Command(c)) => {
+                    self.dead_letters.push(false);
+                    let payload = record.payload.unwrap_or_default().to_vec();
+                    state.gate.hold(c, timestamp, m.offset(), payload);
+                    state.held_since.get_or_insert_with(Instant::now);
+                }
+                Err(refusal) => {
+                    self.dead_letters.push(true);
+                    self.dead_letter(m, refusal.reason, &refusal.message)?;
+                }
             }
         }
+        // Partitions whose events were read to their end: their held commands apply now.
+        for p in release {
+            if let Some(state) = self.partitions.get_mut(p) {
+                for held in state.gate.release_all().collect::<Vec<_>>() {
+                    next.insert((false, *p), held.offset + 1);
+                    apply_held(&mut state.engine, *p, held, &mut decisions, &mut refused);
+                }
+            }
+        }
+        // The commands partition resumes at the first command not yet applied.
+        for (p, state) in &mut self.partitions {
+            match state.gate.first_held_offset() {
+                Some(o) => {
+                    next.insert((false, *p), o);
+                }
+                None => state.held_since = None,
+            }
+        }
+        for (p, held, error) in refused {
+            let commands = self.config.topics.commands.clone();
+            let key = held.command.rollout_id.clone();
+            self.dead_letter(
+                Source {
+                    topic: &commands,
+                    partition: p,
+                    offset: held.offset,
+                    key: Some(key.as_bytes()),
+                    payload: &held.payload,
+                },
+                "refused_command",
+                &error,
+            )?;
+        }
+        if events_in > 0 {
+            metrics::counter!(observe::RECORDS_IN, "topic" => "events").increment(events_in);
+        }
+        if commands_in > 0 {
+            metrics::counter!(observe::RECORDS_IN, "topic" => "commands").increment(commands_in);
+        }
+        let topic = self.config.topics.decisions.clone();
         for (p, d) in &decisions {
+            let record = BaseRecord::to(&topic)
+                .partition(*p)
+                .key(d.rollout_id.as_bytes());
+            if d.is_tombstone() {
+                // RETIRE: no value, so compaction and every router forget the rollout.
+                self.send(record)?;
+                continue;
+            }
             self.buf.clear();
             d.encode_into(self.config.topics.decisions_encoding, &mut self.buf);
             let payload = std::mem::take(&mut self.buf);
-            let topic = self.config.topics.decisions.clone();
-            self.send(
-                BaseRecord::to(&topic)
-                    .partition(*p)
-                    .key(d.rollout_id.as_bytes())
-                    .payload(&payload),
-            )?;
+            self.send(record.payload(&payload))?;
             self.buf = payload;
         }
         // librdkafka does not wake the partition leader's thread when a partition's
@@ -181,5 +235,20 @@ impl Processor {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+}
+
+/// Applies a command released by the gate: its decision is published, a refusal is
+/// dead-lettered (after the loop, which holds the partition's state).
+fn apply_held(
+    engine: &mut Engine,
+    partition: i32,
+    held: HeldCommand,
+    decisions: &mut Vec<(i32, Decision)>,
+    refused: &mut Vec<(i32, HeldCommand, String)>,
+) {
+    match engine.apply_command(&held.command) {
+        Ok(d) => decisions.push((partition, d)),
+        Err(e) => refused.push((partition, held, e.to_string())),
     }
 }

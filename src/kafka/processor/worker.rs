@@ -18,6 +18,8 @@ use super::dead_letter::DeadLetterRatio;
 use super::error::{fatal_consumer_error, ProcessorError};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::input::{AdmissionRules, CommandGate};
+use crate::kafka::admin;
 use crate::kafka::client::client_config_with_defaults;
 use crate::observe::Health;
 
@@ -26,6 +28,26 @@ pub(super) struct PartitionState {
     pub(super) engine: Engine,
     /// Next offsets this instance committed for (events, commands).
     pub(super) committed: (Option<i64>, Option<i64>),
+    /// Commands read but not yet applied (see [`crate::input::order`]).
+    pub(super) gate: CommandGate,
+    /// When the oldest held command was read.
+    pub(super) held_since: Option<Instant>,
+}
+
+impl PartitionState {
+    pub(super) fn new(engine: Engine, committed: (Option<i64>, Option<i64>)) -> Self {
+        Self {
+            engine,
+            committed,
+            gate: CommandGate::new(),
+            held_since: None,
+        }
+    }
+
+    pub(super) fn clear_held(&mut self) {
+        self.gate = CommandGate::new();
+        self.held_since = None;
+    }
 }
 
 /// The processing loop's state. Build with [`Processor::new`], drive with [`Processor::run`].
@@ -40,6 +62,7 @@ pub struct Processor {
     pub(super) dead_letters: DeadLetterRatio,
     pub(super) late_seen: u64,
     pub(super) buf: Vec<u8>,
+    pub(super) admission: AdmissionRules,
 }
 
 /// One input record, detached from the consumer.
@@ -79,6 +102,16 @@ impl Processor {
         )
         .create_with_context(ctx)?;
         consumer.subscribe(&[&config.topics.events, &config.topics.commands])?;
+        // Admission checks partitions against the topic's actual partition count.
+        let partitions = admin::partition_count(
+            consumer.client(),
+            &config.topics.events,
+            Duration::from_secs(30),
+        )?
+        .ok_or_else(|| admin::AdminError::UnknownTopic {
+            topic: config.topics.events.clone(),
+        })?;
+        let admission = config.admission_rules(partitions);
         let timeout = config.processing.transaction_timeout_ms.to_string();
         let producer: BaseProducer = client_config_with_defaults(
             &config.kafka,
@@ -109,6 +142,7 @@ impl Processor {
             },
             late_seen: 0,
             buf: Vec::with_capacity(1024),
+            admission,
         })
     }
 
@@ -158,16 +192,57 @@ impl Processor {
                         return Err(fatal_consumer_error(&self.consumer, code));
                     }
                     Some(Err(e)) => warn!(error = %e, "Consumer error."),
-                    None if first_at.is_none() => {}
+                    // Idle: held commands may be due (their events partition read to its end).
+                    None if first_at.is_none() && self.holds_commands() => break,
                     None => {}
                 }
             }
-            if !batch.is_empty() {
-                self.process_batch(&batch)?;
+            let release = self.partitions_to_release()?;
+            if !batch.is_empty() || !release.is_empty() {
+                self.process_batch(&batch, &release)?;
             }
         }
         info!("Processor stopping: last batch committed.");
         Ok(())
+    }
+}
+
+impl Processor {
+    fn holds_commands(&self) -> bool {
+        self.partitions.values().any(|s| !s.gate.is_empty())
+    }
+
+    /// Partitions with commands held for at least `command_hold_ms` whose events partition
+    /// has been read to its end (position at the high watermark): their commands apply now.
+    fn partitions_to_release(&self) -> Result<Vec<i32>, ProcessorError> {
+        let hold = Duration::from_millis(self.config.processing.command_hold_ms);
+        let due: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.held_since.is_some_and(|t| t.elapsed() >= hold))
+            .map(|(p, _)| *p)
+            .collect();
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let events = &self.config.topics.events;
+        let positions = self.consumer.position()?;
+        let mut release = Vec::new();
+        for p in due {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(events, p, Duration::from_secs(5))?;
+            let position = positions
+                .find_partition(events, p)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0)
+                .or(self.partitions[&p].committed.0)
+                .unwrap_or(low);
+            if position >= high {
+                release.push(p);
+            }
+        }
+        Ok(release)
     }
 }
 

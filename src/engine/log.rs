@@ -1,0 +1,105 @@
+//! The decisions log read as a table: the latest decision of every rollout.
+//!
+//! One fold for every reader of the decisions topic (restore, routers, audit, status), so they
+//! cannot disagree about which decision is current: records are taken in offset order, a
+//! higher sequence number replaces a lower one, and a tombstone (a RETIRE) forgets the rollout,
+//! after which its id may start again from sequence 1.
+
+use std::collections::HashMap;
+
+use super::decision::Decision;
+
+/// The latest decision per rollout of one partition (or several) of the decisions topic.
+#[derive(Debug, Clone, Default)]
+pub struct LatestDecisions {
+    latest: HashMap<String, Decision>,
+}
+
+impl LatestDecisions {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next record of the log: `Some` decision, or a tombstone (`None`) for `key`.
+    /// Returns whether the table changed.
+    pub fn apply(&mut self, key: &str, value: Option<Decision>) -> bool {
+        match value {
+            None => self.latest.remove(key).is_some(),
+            Some(d) => match self.latest.get(&d.rollout_id) {
+                Some(old) if old.sequence >= d.sequence => false,
+                _ => {
+                    self.latest.insert(d.rollout_id.clone(), d);
+                    true
+                }
+            },
+        }
+    }
+
+    /// The current decision of `rollout_id`, if any.
+    pub fn get(&self, rollout_id: &str) -> Option<&Decision> {
+        self.latest.get(rollout_id)
+    }
+
+    /// Number of rollouts.
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    /// Whether no rollout is held.
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
+    /// Every current decision, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &Decision> {
+        self.latest.values()
+    }
+
+    /// The table's decisions.
+    pub fn into_values(self) -> impl Iterator<Item = Decision> {
+        self.latest.into_values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Action, BreakerState, Cause, MetricsSnapshot, Phase, TrafficPercent};
+
+    fn d(id: &str, sequence: u64) -> Decision {
+        Decision {
+            rollout_id: id.into(),
+            sequence,
+            action: Action::Advance,
+            from: Phase::Probe,
+            to: Phase::Small,
+            traffic: TrafficPercent::new(5.0).unwrap(),
+            breaker: BreakerState::HalfOpen,
+            paused: false,
+            reason: String::new(),
+            metrics: MetricsSnapshot::default(),
+            at: 0,
+            cause: Cause::Automatic,
+            actor: "watchdog".into(),
+            candidate_version: None,
+            baseline_version: None,
+            policy_json: None,
+            phase_started_at: None,
+        }
+    }
+
+    #[test]
+    fn highest_sequence_wins_and_tombstones_forget() {
+        let mut t = LatestDecisions::new();
+        assert!(t.apply("a", Some(d("a", 2))));
+        assert!(!t.apply("a", Some(d("a", 1))), "older sequence ignored");
+        assert!(!t.apply("a", Some(d("a", 2))), "duplicate ignored");
+        assert_eq!(t.get("a").unwrap().sequence, 2);
+        assert!(t.apply("a", None));
+        assert!(t.get("a").is_none());
+        assert!(!t.apply("a", None), "forgetting twice changes nothing");
+        assert!(t.apply("a", Some(d("a", 1))), "a retired id starts again");
+        assert_eq!(t.len(), 1);
+    }
+}

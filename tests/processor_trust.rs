@@ -1,0 +1,371 @@
+//! The breaker fails safe and keeps its word across restarts, through a real broker: one test
+//! per way it used to fail open or change its mind (the trust issue's numbered problems).
+
+mod common;
+
+use std::time::Duration;
+
+use common::processor::*;
+use rdkafka::producer::FutureRecord;
+use rollout_breaker::codec::{self, Encoding};
+use rollout_breaker::config::Config;
+use rollout_breaker::engine::{
+    Action, Command, CommandKind, Decision, ExecutionEvent, LatencyMs, Phase, Policy, Schedule,
+    TrafficPercent, Variant,
+};
+use rollout_breaker::input::admission::kafka_partition;
+use rollout_breaker::sim::Scenario;
+
+fn test_policy() -> Policy {
+    Policy {
+        schedule: Schedule {
+            probe: TrafficPercent::new(10.0).unwrap(),
+            small: TrafficPercent::new(25.0).unwrap(),
+            medium: TrafficPercent::new(50.0).unwrap(),
+        },
+        ..Policy::default()
+    }
+}
+
+async fn setup(partitions: i32) -> (common::KafkaHandle, Config) {
+    let kafka = common::kafka().await;
+    let mut config = config(&kafka.bootstrap, partitions);
+    config.policy = test_policy();
+    rollout_breaker::kafka::processor::ensure_topics(&config)
+        .await
+        .unwrap();
+    (kafka, config)
+}
+
+fn reasons(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("rb.error.reason")
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Problem 1: a record refused live (here: key differs from its rollout id) must not count
+/// after a restart either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_records_do_not_count_after_a_restart() {
+    let (kafka, config) = setup(1).await;
+    let events = scenario_events(
+        Scenario::successful_rollout("trust-refused"),
+        &config.policy,
+    );
+    let expected = expected_decisions(&events, &config.policy);
+    let half = events.len() / 2;
+    let producer = producer(&kafka.bootstrap);
+    produce_events(
+        &producer,
+        &config.topics.events,
+        &events[..half],
+        Encoding::Json,
+    )
+    .await;
+    // Slow failing candidate executions of the same rollout under a wrong key, in the window
+    // the restarted processor will judge next.
+    let at = events[half - 1].timestamp;
+    for i in 0..60 {
+        let bad = ExecutionEvent::new(
+            "trust-refused",
+            Variant::Candidate,
+            false,
+            LatencyMs::new(9_000.0).unwrap(),
+            at - i,
+        );
+        let payload = codec::encode_event(&bad, Encoding::Json);
+        producer
+            .send(
+                FutureRecord::to(&config.topics.events)
+                    .key("someone-else")
+                    .payload(&payload)
+                    .timestamp(at),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let first = start(&config);
+    await_committed(&kafka.bootstrap, &config, Duration::from_secs(60)).await;
+    first.stop().await;
+    let second = start(&config);
+    produce_events(
+        &producer,
+        &config.topics.events,
+        &events[half..],
+        Encoding::Json,
+    )
+    .await;
+    let want = count(&expected);
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(60)).await;
+    second.stop().await;
+    assert_eq!(
+        got, expected,
+        "the restart decided like an uninterrupted run"
+    );
+    let dlq = read_records(
+        &kafka.bootstrap,
+        &config.topics.dead_letter,
+        1,
+        60,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(reasons(&dlq), vec!["key_mismatch".to_owned(); 60]);
+}
+
+/// Problem 3: a candidate that stops reporting while the baseline goes on trips the breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_candidate_trips_the_breaker() {
+    let (kafka, config) = setup(1).await;
+    let start_at = now_epoch_ms() - 180_000;
+    // 20 executions/s for two minutes, none of them the candidate's (PROBE routes 10 %).
+    let events: Vec<ExecutionEvent> = (0..2_400)
+        .map(|i| {
+            ExecutionEvent::new(
+                "trust-silent",
+                Variant::Baseline,
+                true,
+                LatencyMs::new(800.0).unwrap(),
+                start_at + i * 50,
+            )
+        })
+        .collect();
+    let expected = expected_decisions(&events, &config.policy);
+    let decided = &expected["trust-silent"];
+    assert_eq!(decided.len(), 2, "{decided:#?}");
+    assert_eq!(decided[1].action, Action::Rollback);
+    assert!(
+        decided[1].reason.contains("candidate reported 0 of"),
+        "{}",
+        decided[1].reason
+    );
+    let processor = start(&config);
+    produce_events(
+        &producer(&kafka.bootstrap),
+        &config.topics.events,
+        &events,
+        Encoding::Json,
+    )
+    .await;
+    let got = await_decisions(&kafka.bootstrap, &config, 2, Duration::from_secs(60)).await;
+    processor.stop().await;
+    assert_eq!(got, expected);
+}
+
+/// Problem 4: one event stamped an hour ahead of its record cannot blind the rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_from_the_future_is_refused_and_the_rollback_still_comes() {
+    let (kafka, config) = setup(1).await;
+    let events = scenario_events(Scenario::automatic_rollback("trust-skew"), &config.policy);
+    let expected = expected_decisions(&events, &config.policy);
+    assert!(expected["trust-skew"]
+        .iter()
+        .any(|d| d.action == Action::Rollback));
+    let producer = producer(&kafka.bootstrap);
+    let now = now_epoch_ms();
+    let future = ExecutionEvent::new(
+        "trust-skew",
+        Variant::Baseline,
+        true,
+        LatencyMs::new(100.0).unwrap(),
+        now + 3_600_000,
+    );
+    let payload = codec::encode_event(&future, Encoding::Json);
+    producer
+        .send(
+            FutureRecord::to(&config.topics.events)
+                .key("trust-skew")
+                .payload(&payload)
+                .timestamp(now),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let processor = start(&config);
+    produce_events(&producer, &config.topics.events, &events, Encoding::Json).await;
+    let got = await_decisions(
+        &kafka.bootstrap,
+        &config,
+        count(&expected),
+        Duration::from_secs(60),
+    )
+    .await;
+    processor.stop().await;
+    assert_eq!(got, expected);
+    let dlq = read_records(
+        &kafka.bootstrap,
+        &config.topics.dead_letter,
+        1,
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(reasons(&dlq), vec!["clock_skew".to_owned()]);
+}
+
+/// Problem 5: a keyless event and a command in the wrong partition for its key are refused
+/// with reasons that say how to fix the producer, instead of splitting a rollout or being
+/// refused as an unknown rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_and_misplaced_records_are_refused_with_a_hint() {
+    let (kafka, config) = setup(2).await;
+    let id = "trust-keys";
+    let right = kafka_partition(id.as_bytes(), 2);
+    let producer = producer(&kafka.bootstrap);
+    let now = now_epoch_ms();
+    let event = ExecutionEvent::new(
+        id,
+        Variant::Baseline,
+        true,
+        LatencyMs::new(5.0).unwrap(),
+        now,
+    );
+    let payload = codec::encode_event(&event, Encoding::Json);
+    producer
+        .send(
+            FutureRecord::<(), _>::to(&config.topics.events)
+                .partition(1 - right)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    // The rollout exists (its events are well keyed)...
+    produce_events(
+        &producer,
+        &config.topics.events,
+        std::slice::from_ref(&event),
+        Encoding::Json,
+    )
+    .await;
+    // ...but the command went where a CRC32 partitioner might put it.
+    let pause = Command::new(id, CommandKind::Pause, "ana", "look", now + 1);
+    let cmd = codec::encode_command(&pause, Encoding::Json);
+    producer
+        .send(
+            FutureRecord::to(&config.topics.commands)
+                .key(id)
+                .partition(1 - right)
+                .payload(&cmd),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let processor = start(&config);
+    let dlq = read_records(
+        &kafka.bootstrap,
+        &config.topics.dead_letter,
+        2,
+        2,
+        Duration::from_secs(60),
+    )
+    .await;
+    processor.stop().await;
+    let mut got = reasons(&dlq);
+    got.sort();
+    assert_eq!(
+        got,
+        vec!["missing_key".to_owned(), "wrong_partition".to_owned()]
+    );
+    let misplaced = dlq
+        .iter()
+        .find(|r| r.headers["rb.error.reason"] == "wrong_partition")
+        .unwrap();
+    assert!(
+        misplaced.headers["rb.error.message"].contains("partitioner=murmur2_random"),
+        "{:?}",
+        misplaced.headers
+    );
+    let decisions = read_decisions(&kafka.bootstrap, &config, Duration::from_secs(3), |_| false);
+    assert_eq!(
+        decisions[id].len(),
+        1,
+        "only the auto-start; the misplaced PAUSE did nothing"
+    );
+}
+
+/// Problem 6: an operator's START that loses the race with the rollout's first event is
+/// applied, with its policy and versions, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_wins_over_an_auto_start() {
+    let (kafka, config) = setup(1).await;
+    let id = "trust-start";
+    let producer = producer(&kafka.bootstrap);
+    let now = now_epoch_ms();
+    let event = ExecutionEvent::new(
+        id,
+        Variant::Baseline,
+        true,
+        LatencyMs::new(5.0).unwrap(),
+        now,
+    );
+    produce_events(&producer, &config.topics.events, &[event], Encoding::Json).await;
+    let mut start_cmd = Command::new(id, CommandKind::Start, "ana", "v2 at SMALL", now + 1);
+    start_cmd.policy = Some(Policy {
+        initial_phase: Phase::Small,
+        ..test_policy()
+    });
+    start_cmd.candidate_version = Some("v2".into());
+    let processor = start(&config);
+    // The event is processed first: the rollout is auto-started under the default policy.
+    let got = await_decisions(&kafka.bootstrap, &config, 1, Duration::from_secs(60)).await;
+    assert_eq!(got[id][0].cause, rollout_breaker::engine::Cause::Automatic);
+    produce_command(&producer, &config.topics.commands, &start_cmd).await;
+    let got = await_decisions(&kafka.bootstrap, &config, 2, Duration::from_secs(60)).await;
+    processor.stop().await;
+    let d: &Decision = &got[id][1];
+    assert_eq!(
+        (d.action, d.sequence, d.to),
+        (Action::Start, 2, Phase::Small)
+    );
+    assert_eq!(d.candidate_version.as_deref(), Some("v2"));
+    assert!(
+        d.policy_json.is_some(),
+        "the START's own policy is in force"
+    );
+}
+
+/// Problem 10: RETIRE forgets a finished rollout: a tombstone in the compacted decisions topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retire_publishes_a_tombstone() {
+    let (kafka, config) = setup(1).await;
+    let id = "trust-retire";
+    let producer = producer(&kafka.bootstrap);
+    let now = now_epoch_ms();
+    let event = ExecutionEvent::new(
+        id,
+        Variant::Baseline,
+        true,
+        LatencyMs::new(5.0).unwrap(),
+        now,
+    );
+    produce_events(&producer, &config.topics.events, &[event], Encoding::Json).await;
+    let processor = start(&config);
+    await_decisions(&kafka.bootstrap, &config, 1, Duration::from_secs(60)).await;
+    for (i, kind) in [CommandKind::Abort, CommandKind::Retire]
+        .into_iter()
+        .enumerate()
+    {
+        let c = Command::new(id, kind, "ana", "done", now + 1 + i as i64);
+        produce_command(&producer, &config.topics.commands, &c).await;
+    }
+    let records = read_records(
+        &kafka.bootstrap,
+        &config.topics.decisions,
+        1,
+        3,
+        Duration::from_secs(60),
+    )
+    .await;
+    processor.stop().await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(records[2].key.as_deref(), Some(id.as_bytes()));
+    assert!(records[2].value.is_none(), "RETIRE is a tombstone");
+}
