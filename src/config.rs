@@ -183,9 +183,6 @@ pub struct ProcessingConfig {
     /// their record timestamp are dead-lettered (`clock_skew`), so no producer can move a
     /// rollout's watermark into the future.
     pub max_clock_skew_ms: u64,
-    /// A command after the last event of its partition applies once the events partition is
-    /// read to its end and the command has waited this long, in ms (see [`crate::input::order`]).
-    pub command_hold_ms: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -202,9 +199,6 @@ impl Default for ProcessingConfig {
             // One minute: well above NTP-synchronised clock differences and producer batching,
             // well below the 5-minute decision window one bad clock must not blind.
             max_clock_skew_ms: 60_000,
-            // Longer than librdkafka's fetch round trips on a local network, short enough that
-            // an operator's command shows within a second.
-            command_hold_ms: 200,
         }
     }
 }
@@ -336,12 +330,6 @@ impl Config {
         }
         if p.dead_letter_window == 0 {
             return invalid("processing.dead_letter_window", "must be >= 1".into());
-        }
-        if p.command_hold_ms > 60_000 {
-            return invalid(
-                "processing.command_hold_ms",
-                format!("must be in [0, 60000], got {}", p.command_hold_ms),
-            );
         }
         if !(1_000..=900_000).contains(&p.transaction_timeout_ms) {
             return invalid(

@@ -73,8 +73,18 @@ impl Controller {
     }
 
     /// A controller for the named rollout (the id is part of the splitter's hash).
+    /// The statistical rule is refused: it judges closed buckets as the watermark passes
+    /// them, while the controller judges the window up to any instant it is asked about.
     pub fn with_id(rollout_id: &str, policy: Policy) -> Result<Self, ControllerError> {
         policy.validate()?;
+        if policy.rule != crate::engine::stats::Rule::Threshold {
+            return Err(PolicyError::new(
+                "rule",
+                "must be \"threshold\" in the embedded controller (the statistical rule \
+                 judges closed buckets; use the engine)",
+            )
+            .into());
+        }
         let mut rollout = Rollout::new(rollout_id, Arc::new(policy), true);
         let start = rollout.start(
             0,

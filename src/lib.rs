@@ -16,8 +16,8 @@
 //!   in `schemas/*.avsc`, with typed decode errors.
 //! - [`config`]: the processor's configuration (TOML, env, flags) and its validation.
 //! - [`input`]: what the processor, the restore and the audit take from the input topics:
-//!   record admission (size, key, partition, decoding, clock bound) and where a command falls
-//!   among events. Pure, decided once for all three.
+//!   record admission (size, key, partition, decoding, clock bound), and why commands are
+//!   relayed into the events topic. Pure, decided once for all three.
 //! - [`kafka`]: the shell around the engine: topic admin, consumer/producer loops, restore.
 //! - [`router`]: the decision table request routers read (follows the decisions topic; sticky
 //!   split; serves the baseline when loading, stale or the rollout is unknown).
@@ -28,6 +28,8 @@
 //!   `simulate` and `demo`.
 //! - [`fleet`]: a simulated fleet of agents that plays scenarios against a live decision table
 //!   (`simulate`, `demo`); [`demo`]: the one-command, in-process demo.
+//! - `quality` (hidden, serves the binary): the decision-quality simulator behind
+//!   `rollout-breaker bench quality`.
 //! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin).
 #![warn(missing_docs)]
 
@@ -42,5 +44,7 @@ pub mod fleet;
 pub mod input;
 pub mod kafka;
 pub mod observe;
+#[doc(hidden)]
+pub mod quality;
 pub mod router;
 pub mod sim;

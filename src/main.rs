@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::Parser;
-use rollout_breaker::cli::{Cli, Command};
+use rollout_breaker::cli::{BenchCommand, Cli, Command, QualityArgs, RuleChoice};
 use rollout_breaker::config::{Config, LogFormat};
 use rollout_breaker::engine::Policy;
 use tracing_subscriber::EnvFilter;
@@ -187,6 +187,51 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(simulate(args))?;
         }
+        Command::Bench(BenchCommand::Quality(args)) => bench_quality(&args)?,
+    }
+    Ok(())
+}
+
+fn bench_quality(args: &QualityArgs) -> anyhow::Result<()> {
+    use rollout_breaker::engine::stats::Rule;
+    use rollout_breaker::quality;
+    anyhow::ensure!(args.rate > 0.0, "--rate must be > 0, got {}", args.rate);
+    anyhow::ensure!(args.rollouts > 0, "--rollouts must be > 0");
+    let threshold = args
+        .threshold_min_samples
+        .iter()
+        .map(|&min_samples| quality::RuleSetting {
+            rule: Rule::Threshold,
+            min_samples,
+        });
+    let statistical = quality::RuleSetting {
+        rule: Rule::Statistical,
+        min_samples: 10,
+    };
+    let rules: Vec<quality::RuleSetting> = match args.rule {
+        RuleChoice::Threshold => threshold.collect(),
+        RuleChoice::Statistical => vec![statistical],
+        RuleChoice::Both => threshold.chain([statistical]).collect(),
+    };
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.threads
+    };
+    let cells = quality::run(&quality::Options {
+        rollouts: args.rollouts,
+        rate: args.rate,
+        rules,
+        seed: args.seed,
+        threads,
+        horizon_ms: args.horizon_min * 60_000,
+        only: args.scenario.clone(),
+        progress: true,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&cells)?);
+    } else {
+        print!("{}", quality::table(&cells));
     }
     Ok(())
 }

@@ -37,15 +37,21 @@ proptest! {
         let width = 10_000;
         let mut window = VariantWindow::default();
         for &(t, ok, lat) in &raw {
-            window.record(bucket_start(t, width), ok, LatencyMs::new(lat).unwrap());
+            window.record(
+                bucket_start(t, width),
+                ok,
+                LatencyMs::new(lat).unwrap(),
+                lat > 2000.0,
+            );
         }
         let (from, to) = (bucket_start(from, width), bucket_start(from, width) + bucket_start(len, width));
         let mut direct = Bucket::default();
         for &(t, ok, lat) in raw.iter().filter(|(t, ..)| (from..to).contains(&bucket_start(*t, width))) {
             let _ = t;
-            direct.record(ok, LatencyMs::new(lat).unwrap());
+            direct.record(ok, LatencyMs::new(lat).unwrap(), lat > 2000.0);
         }
         prop_assert_eq!(window.aggregate(from, to).metrics(), direct.metrics());
+        prop_assert_eq!(window.aggregate(from, to).slow, direct.slow);
     }
 
     #[test]

@@ -369,3 +369,91 @@ async fn retire_publishes_a_tombstone() {
     assert_eq!(records[2].key.as_deref(), Some(id.as_bytes()));
     assert!(records[2].value.is_none(), "RETIRE is a tombstone");
 }
+
+/// Problem 2: a restart right after PAUSE and RESUME restores the window the live run had
+/// (from the phase's start, not from the RESUME), so both runs decide alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_pause_and_resume_decides_like_an_uninterrupted_run() {
+    let (kafka, restarted) = setup(1).await;
+    // A second processor over the same input topics, with its own group and outputs.
+    let mut uninterrupted = config(&kafka.bootstrap, 1);
+    uninterrupted.policy = restarted.policy.clone();
+    uninterrupted.topics.events = restarted.topics.events.clone();
+    uninterrupted.topics.commands = restarted.topics.commands.clone();
+    rollout_breaker::kafka::processor::ensure_topics(&uninterrupted)
+        .await
+        .unwrap();
+    let id = "trust-pause";
+    let t0 = now_epoch_ms() - 300_000;
+    // 40 executions/s, one in ten on the candidate (PROBE routes 10 %); the candidate
+    // completes 90 % of its tasks for a minute (held: between the SLO and the advancement
+    // threshold), then all of them.
+    let events: Vec<ExecutionEvent> = (0..6_000)
+        .map(|i: i64| {
+            let candidate = i % 10 == 0;
+            let at = t0 + i * 25;
+            let success = !candidate || at >= t0 + 60_000 || (i / 10) % 10 != 0;
+            let variant = if candidate {
+                Variant::Candidate
+            } else {
+                Variant::Baseline
+            };
+            ExecutionEvent::new(id, variant, success, LatencyMs::new(500.0).unwrap(), at)
+        })
+        .collect();
+    let split = events
+        .iter()
+        .position(|e| e.timestamp >= t0 + 40_000)
+        .unwrap();
+    let producer = producer(&kafka.bootstrap);
+    produce_events(
+        &producer,
+        &restarted.topics.events,
+        &events[..split],
+        Encoding::Json,
+    )
+    .await;
+    // Straight into the events topic, so both processors see them at the same place (each
+    // processor group relays what it reads from the commands topic on its own).
+    for (kind, at) in [
+        (CommandKind::Pause, t0 + 30_000),
+        (CommandKind::Resume, t0 + 40_000),
+    ] {
+        let c = Command::new(id, kind, "ana", "look closer", at);
+        produce_command_in_events(&producer, &restarted, &c).await;
+    }
+    let first = start(&restarted);
+    let got = await_decisions(&kafka.bootstrap, &restarted, 3, Duration::from_secs(60)).await;
+    assert_eq!(
+        got[id].iter().map(|d| d.action).collect::<Vec<_>>(),
+        vec![Action::Start, Action::Pause, Action::Resume]
+    );
+    first.stop().await;
+    let second = start(&restarted);
+    produce_events(
+        &producer,
+        &restarted.topics.events,
+        &events[split..],
+        Encoding::Json,
+    )
+    .await;
+    let other = start(&uninterrupted);
+    await_committed(&kafka.bootstrap, &uninterrupted, Duration::from_secs(60)).await;
+    await_committed(&kafka.bootstrap, &restarted, Duration::from_secs(60)).await;
+    other.stop().await;
+    second.stop().await;
+    let all = usize::MAX;
+    let want = await_decisions(
+        &kafka.bootstrap,
+        &uninterrupted,
+        all,
+        Duration::from_secs(3),
+    )
+    .await;
+    let got = await_decisions(&kafka.bootstrap, &restarted, all, Duration::from_secs(3)).await;
+    assert!(
+        want[id].iter().any(|d| d.action == Action::Advance),
+        "the scenario must advance after the RESUME: {want:#?}"
+    );
+    assert_eq!(got, want);
+}

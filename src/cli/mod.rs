@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, ConfigError, LogFormat};
 
@@ -45,6 +45,61 @@ pub enum Command {
     /// Run a simulated fleet of agents against a real broker: events follow the live
     /// decision table, as production traffic would.
     Simulate(SimulateArgs),
+    /// Benchmarks that need no broker.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Decision quality: simulated rollouts through the pure engine (no Kafka); false
+    /// rollbacks, missed degradations, bad requests served, time to rollback and to FULL.
+    Quality(QualityArgs),
+}
+
+/// Which decision rules `bench quality` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuleChoice {
+    /// The seed's absolute thresholds.
+    Threshold,
+    /// The anytime-valid comparison with the baseline.
+    Statistical,
+    /// Both, side by side.
+    Both,
+}
+
+/// `bench quality` flags.
+#[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// Simulated rollouts per scenario and rule.
+    #[arg(long, default_value_t = 1000)]
+    pub rollouts: usize,
+    /// Requests per second, both versions together.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Decision rule(s) to simulate.
+    #[arg(long, value_enum, default_value_t = RuleChoice::Both)]
+    pub rule: RuleChoice,
+    /// `min_samples_per_phase` of the threshold rule; several (`10,50`) simulate one threshold
+    /// rule per value.
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub threshold_min_samples: Vec<u32>,
+    /// Seed of the simulation (same seed, same table).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Simulated minutes after which a rollout that is neither FULL nor rolled back stops.
+    #[arg(long, default_value_t = 30)]
+    pub horizon_min: i64,
+    /// Only scenarios whose name contains this (repeatable).
+    #[arg(long)]
+    pub scenario: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `simulate` flags.

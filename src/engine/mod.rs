@@ -10,6 +10,7 @@
 //! - [`policy`]: thresholds, windows and schedule, and exactly how each threshold is applied.
 //! - [`window`]: tumbling event-time buckets and the rolling window built from them.
 //! - [`watchdog`]: metrics + policy → ADVANCE / MAINTAIN / ROLLBACK with a reason.
+//! - [`stats`]: the statistical rule's anytime-valid tests and per-phase state.
 //! - [`rollout`]: one rollout's state machine; [`engine`]: all rollouts, fed events and commands.
 //! - [`command`], [`decision`]: operator inputs and the engine's outputs.
 //! - [`log`]: the decisions log read as a table (latest decision per rollout, tombstones).
@@ -24,6 +25,7 @@ pub mod phase;
 pub mod policy;
 pub mod rollout;
 pub mod splitter;
+pub mod stats;
 pub mod types;
 pub mod watchdog;
 pub mod window;

@@ -24,10 +24,21 @@
 //! and validation enforces `rollback_threshold <= min_task_completion_rate <= advancement_threshold`.
 //! The seed's example "80 % / 2500 ms → ROLLBACK" trips on rule 2 (latency); a candidate at
 //! exactly 0.80 completion with good latency is held, not tripped (the comparison is strict).
+//!
+//! That is the default rule, `rule = "threshold"`. With `rule = "statistical"` the watchdog
+//! instead compares the candidate with its baseline using anytime-valid tests over the buckets
+//! closed since the phase began (see [`crate::engine::stats`] for the method and
+//! [`StatisticalParams`] for its parameters): ROLLBACK when the candidate fails, or exceeds
+//! `max_latency_ms`, significantly more often than the baseline, or its failure rate is shown
+//! above `1 − rollback_threshold` while the baseline is healthy; ADVANCE when both rates are
+//! shown within the phase's non-inferiority margin of the baseline's, and the baseline's window
+//! completion is at least `min_task_completion_rate`. `min_samples_per_phase` and
+//! `advancement_threshold` do not apply to it: the tests need no minimum sample count.
 
 use serde::{Deserialize, Serialize};
 
 use super::phase::Phase;
+use super::stats::{MetricGate, Rule, StatisticalParams};
 use super::types::{Rate, TrafficPercent};
 
 /// A policy field failed validation. The message names the field and the allowed range.
@@ -42,7 +53,7 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field,
             message: message.into(),
@@ -192,6 +203,19 @@ pub struct Policy {
     /// Chernoff bound of the one-sided binomial tail, `exp(-n · KL(k/n ‖ p))`, is below it.
     #[serde(default = "default_traffic_shortfall_alpha")]
     pub traffic_shortfall_alpha: f64,
+    /// Decision rule: `"threshold"` (default; the seed's absolute thresholds, listed above) or
+    /// `"statistical"` (the candidate against its baseline with anytime-valid tests, see
+    /// [`crate::engine::stats`]). Omitted from serialized policies when it is the default, so
+    /// policies stored before the rule existed read back unchanged.
+    #[serde(default, skip_serializing_if = "Rule::is_default")]
+    pub rule: Rule,
+    /// Parameters of the statistical rule (ignored by the threshold rule).
+    #[serde(default, skip_serializing_if = "StatisticalParams::is_default")]
+    pub statistical: StatisticalParams,
+    /// Agent metrics the statistical rule also compares with the baseline (`[[metrics]]`;
+    /// none by default; ignored by the threshold rule). See [`MetricGate`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricGate>,
 }
 
 impl Default for Policy {
@@ -209,6 +233,9 @@ impl Default for Policy {
             allowed_lateness_ms: default_allowed_lateness_ms(),
             traffic_shortfall_ratio: default_traffic_shortfall_ratio(),
             traffic_shortfall_alpha: default_traffic_shortfall_alpha(),
+            rule: Rule::default(),
+            statistical: StatisticalParams::default(),
+            metrics: Vec::new(),
         }
     }
 }
@@ -295,6 +322,10 @@ impl Policy {
                 format!("must be in [rollback_threshold = {rb}, advancement_threshold = {adv}], got {slo}"),
             ));
         }
+        self.statistical
+            .validate()
+            .and_then(|()| super::stats::validate_gates(&self.metrics))
+            .map_err(|(field, message)| PolicyError::new(field, message))?;
         let s = &self.schedule;
         if s.probe == TrafficPercent::ZERO {
             return Err(PolicyError::new(

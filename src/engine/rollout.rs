@@ -25,6 +25,8 @@ use super::types::{EventTime, ExecutionEvent, LatencyMs, Variant};
 use super::watchdog;
 use super::window::{bucket_start, VariantWindow};
 
+mod statistical;
+
 /// Actor recorded on automatic decisions.
 pub const WATCHDOG: &str = "watchdog";
 
@@ -51,6 +53,12 @@ pub struct Rollout {
     late_events: u64,
     baseline: VariantWindow,
     candidate: VariantWindow,
+    /// The statistical rule's per-phase state (see `rollout/statistical.rs`).
+    #[serde(default)]
+    stats: super::stats::PhaseStats,
+    /// Agent-metric counts of the open buckets (statistical rule with metric gates only).
+    #[serde(default)]
+    agent: statistical::AgentBuckets,
 }
 
 /// First bucket boundary at or after `t`.
@@ -83,6 +91,8 @@ impl Rollout {
             late_events: 0,
             baseline: VariantWindow::default(),
             candidate: VariantWindow::default(),
+            stats: super::stats::PhaseStats::default(),
+            agent: statistical::AgentBuckets::default(),
         }
     }
 
@@ -109,6 +119,10 @@ impl Rollout {
     /// Events that arrived after their window had closed (counted, not aggregated).
     pub fn late_events(&self) -> u64 {
         self.late_events
+    }
+    /// The newest event time recorded: the watermark is this minus the allowed lateness.
+    pub fn newest_event_time(&self) -> EventTime {
+        self.max_event_time
     }
     /// Event time from which samples count for the current phase.
     pub fn phase_started_at(&self) -> EventTime {
@@ -138,9 +152,10 @@ impl Rollout {
         }
         let start = bucket_start(at, self.width());
         self.next_open = Some(self.next_open.map_or(start, |n| n.min(start)));
+        let slow = latency.get() > self.policy.max_latency_ms;
         match variant {
-            Variant::Baseline => self.baseline.record(start, success, latency),
-            Variant::Candidate => self.candidate.record(start, success, latency),
+            Variant::Baseline => self.baseline.record(start, success, latency, slow),
+            Variant::Candidate => self.candidate.record(start, success, latency, slow),
         }
         self.max_event_time = self.max_event_time.max(at);
         true
@@ -214,12 +229,15 @@ impl Rollout {
                 WATCHDOG,
             ));
         }
-        let verdict = watchdog::judge(
-            &self.policy,
-            self.phase,
-            &metrics.candidate,
-            &metrics.baseline,
-        );
+        let verdict = match self.policy.rule {
+            super::stats::Rule::Threshold => watchdog::judge(
+                &self.policy,
+                self.phase,
+                &metrics.candidate,
+                &metrics.baseline,
+            ),
+            super::stats::Rule::Statistical => self.judge_statistically(&metrics),
+        };
         let to = match verdict.action {
             Action::Advance => self.phase.next().unwrap_or(self.phase),
             Action::Rollback => Phase::Off,
@@ -272,6 +290,7 @@ impl Rollout {
                 (Some(a), None) | (None, Some(a)) => Some(a),
                 (None, None) => None,
             };
+            self.update_phase_stats(next, end);
             if let Some(out) = out.as_deref_mut() {
                 if let Some(d) = self.evaluate(end) {
                     out.push(d);
@@ -286,6 +305,7 @@ impl Rollout {
     /// Handles one execution event: record, then close what the watermark passed.
     pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
         if self.record(event.variant, event.success, event.latency, event.timestamp) {
+            self.record_agent_metrics(event);
             self.close_buckets(out);
         }
     }
@@ -294,6 +314,7 @@ impl Rollout {
     /// [`Rollout::close_buckets_silently`]).
     pub fn replay_event(&mut self, event: &ExecutionEvent) {
         if self.record(event.variant, event.success, event.latency, event.timestamp) {
+            self.record_agent_metrics(event);
             self.close_buckets_silently();
         }
     }
@@ -448,6 +469,7 @@ impl Rollout {
         self.phase_started_at = d
             .phase_started_at
             .unwrap_or_else(|| ceil_to_bucket(d.at, self.width()));
+        self.stats = super::stats::PhaseStats::default();
         self.next_open = self
             .baseline
             .first_start_from(self.closed_until)
@@ -476,6 +498,7 @@ impl Rollout {
         }
         if to != from {
             self.phase = to;
+            self.stats = super::stats::PhaseStats::default();
             // Samples count per phase: only buckets that start at or after the change are
             // judged in the new phase (automatic changes happen on bucket boundaries; operator
             // ones round up to the next boundary). The first START keeps the bucket it began in.

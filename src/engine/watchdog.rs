@@ -137,7 +137,7 @@ fn bernoulli_kl(q: f64, p: f64) -> f64 {
 /// evaluation. A silent candidate trips once the window holds
 /// `ln(1/alpha) / -ln(1 - p)` executions (default policy: about 2 760 at PROBE, 550 at SMALL,
 /// 140 at MEDIUM).
-fn traffic_shortfall(
+pub(crate) fn traffic_shortfall(
     policy: &Policy,
     phase: Phase,
     candidate: &VariantMetrics,

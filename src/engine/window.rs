@@ -29,6 +29,10 @@ pub struct Bucket {
     pub successes: u64,
     /// Sum of latencies in microseconds (an integer, so merges are order-independent).
     pub latency_sum_us: u64,
+    /// Executions slower than the policy's `max_latency_ms` (exact; the statistical rule tests
+    /// this count, not the mean).
+    #[serde(default)]
+    pub slow: u64,
     sketch: DDSketch,
 }
 
@@ -38,6 +42,7 @@ impl std::fmt::Debug for Bucket {
             .field("samples", &self.samples)
             .field("successes", &self.successes)
             .field("latency_sum_us", &self.latency_sum_us)
+            .field("slow", &self.slow)
             .finish_non_exhaustive()
     }
 }
@@ -48,16 +53,18 @@ impl Default for Bucket {
             samples: 0,
             successes: 0,
             latency_sum_us: 0,
+            slow: 0,
             sketch: new_sketch(),
         }
     }
 }
 
 impl Bucket {
-    /// Adds one execution.
-    pub fn record(&mut self, success: bool, latency: LatencyMs) {
+    /// Adds one execution; `slow` when its latency exceeded the policy's `max_latency_ms`.
+    pub fn record(&mut self, success: bool, latency: LatencyMs, slow: bool) {
         self.samples += 1;
         self.successes += u64::from(success);
+        self.slow += u64::from(slow);
         self.latency_sum_us = self.latency_sum_us.saturating_add(latency.as_micros());
         self.sketch.add(latency.get());
     }
@@ -66,6 +73,7 @@ impl Bucket {
     pub fn merge(&mut self, other: &Bucket) {
         self.samples += other.samples;
         self.successes += other.successes;
+        self.slow += other.slow;
         self.latency_sum_us = self.latency_sum_us.saturating_add(other.latency_sum_us);
         // Both sketches share one config, the only way merge can fail.
         let _ = self.sketch.merge(&other.sketch);
@@ -137,18 +145,18 @@ pub struct VariantWindow {
 }
 
 impl VariantWindow {
-    /// Adds an execution to the bucket starting at `start`.
-    pub fn record(&mut self, start: EventTime, success: bool, latency: LatencyMs) {
+    /// Adds an execution to the bucket starting at `start` (`slow`: see [`Bucket::record`]).
+    pub fn record(&mut self, start: EventTime, success: bool, latency: LatencyMs, slow: bool) {
         match &mut self.hot {
-            Some((s, b)) if *s == start => b.record(success, latency),
+            Some((s, b)) if *s == start => b.record(success, latency, slow),
             Some((s, _)) if start < *s => self
                 .buckets
                 .entry(start)
                 .or_default()
-                .record(success, latency),
+                .record(success, latency, slow),
             _ => {
                 let mut b = Bucket::default();
-                b.record(success, latency);
+                b.record(success, latency, slow);
                 if let Some((s, old)) = self.hot.replace((start, b)) {
                     self.buckets.insert(s, old);
                 }
@@ -266,13 +274,15 @@ mod tests {
     fn aggregate_covers_half_open_range_and_eviction_bounds_memory() {
         let mut w = VariantWindow::default();
         for (start, ok, lat) in [(0, true, 100.0), (10, false, 300.0), (20, true, 200.0)] {
-            w.record(start, ok, ms(lat));
+            w.record(start, ok, ms(lat), lat > 250.0);
         }
         let m = w.aggregate(0, 20).metrics();
         assert_eq!(m.samples, 2);
         assert_eq!(m.successes, 1);
         assert_eq!(m.completion_rate, 0.5);
         assert_eq!(m.mean_latency_ms, 200.0);
+        assert_eq!(w.aggregate(0, 20).slow, 1);
+        assert_eq!(w.bucket(10).map(|b| b.slow), Some(1));
         w.evict_before(10);
         assert_eq!(w.len(), 2);
         assert_eq!(w.aggregate(0, 100).metrics().samples, 2);
@@ -282,7 +292,7 @@ mod tests {
     fn quantiles_are_within_sketch_accuracy() {
         let mut b = Bucket::default();
         for i in 1..=1000 {
-            b.record(true, ms(i as f64));
+            b.record(true, ms(i as f64), false);
         }
         let m = b.metrics();
         assert!((m.p50_latency_ms - 500.0).abs() <= 500.0 * 0.02, "{m:?}");

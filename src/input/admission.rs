@@ -24,7 +24,7 @@ use crate::engine::{Command, ExecutionEvent};
 /// Which input topic a record comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputTopic {
-    /// Execution events from agents.
+    /// Execution events from agents (and commands the processor relayed there).
     Events,
     /// Operator commands.
     Commands,
@@ -43,6 +43,9 @@ pub struct RecordView<'a> {
     pub payload: Option<&'a [u8]>,
     /// Record timestamp (ms since the epoch), when the log has one.
     pub timestamp: Option<i64>,
+    /// A command the processor relayed into the events topic (it carries
+    /// [`super::RELAYED_COMMAND_HEADER`]): decoded as a command.
+    pub relayed_command: bool,
 }
 
 /// The rules a record is admitted by.
@@ -122,13 +125,14 @@ pub fn admit(rules: &AdmissionRules, record: &RecordView<'_>) -> Result<Admitted
              rollout lands in one partition",
         ));
     };
-    let (rollout_id, own_time, admitted) = match record.topic {
-        InputTopic::Events => {
+    let is_command = record.topic == InputTopic::Commands || record.relayed_command;
+    let (rollout_id, own_time, admitted) = match is_command {
+        false => {
             let e = ExecutionEvent::decode_with(payload, rules.events_encoding, &rules.schema_ids)
                 .map_err(|e| Refusal::new(e.reason(), e.to_string()))?;
             (e.rollout_id.clone(), e.timestamp, Admitted::Event(e))
         }
-        InputTopic::Commands => {
+        true => {
             let c = Command::decode_with(payload, rules.commands_encoding, &rules.schema_ids)
                 .map_err(|e| Refusal::new(e.reason(), e.to_string()))?;
             (c.rollout_id.clone(), c.timestamp, Admitted::Command(c))
@@ -235,6 +239,7 @@ mod tests {
             key,
             payload: Some(payload),
             timestamp: Some(T),
+            relayed_command: false,
         }
     }
 
@@ -305,5 +310,11 @@ mod tests {
         let mut v = view(Some(id.as_bytes()), &bytes, p);
         v.topic = InputTopic::Commands;
         assert_eq!(reason(admit(&rules, &v)), "clock_skew");
+        // A relayed command in the events topic is read as a command.
+        let ok = Command::new(id, CommandKind::Pause, "ana", "", T);
+        let bytes = codec::encode_command(&ok, Encoding::Json);
+        let mut v = view(Some(id.as_bytes()), &bytes, p);
+        v.relayed_command = true;
+        assert_eq!(admit(&rules, &v), Ok(Admitted::Command(ok)));
     }
 }

@@ -1,9 +1,10 @@
 //! Audit replay: re-run the engine over the events and commands topics from the beginning and
 //! check every decision in the decisions topic against what the replay decides.
 //!
-//! The replay takes the input exactly as the live processor does: the same admission
-//! ([`crate::input::admit`]: refused records do not count) and the same place for each command
-//! among the events ([`crate::input::order`]). The engine is pure and works in event time, so
+//! The replay takes the input exactly as the live processor does: the events topic, where the
+//! processor relays every admitted command (see [`crate::input`]), so commands and events come
+//! in the one order they were applied in, and the same admission ([`crate::input::admit`]:
+//! refused records do not count). The engine is pure and works in event time, so
 //! the replay must reproduce each published decision byte for byte. The decisions topic is
 //! compacted, so older decisions may be gone: the audit verifies those present, and reports a
 //! replayed decision as unpublished only when it is newer than every decision of its rollout
@@ -18,20 +19,20 @@ use rdkafka::Message;
 use tracing::info;
 
 use super::client::reader_config;
-use super::read::read_range;
+use super::read::{read_range, record_view};
 use crate::codec;
 use crate::config::Config;
-use crate::engine::{Decision, Engine, EngineOptions, ExecutionEvent};
-use crate::input::{admit, Admitted, CommandGate, InputTopic, RecordView};
+use crate::engine::{Decision, Engine, EngineOptions};
+use crate::input::{admit, Admitted, InputTopic};
 
 /// Outcome of an audit.
 #[derive(Debug, Clone, Default)]
 pub struct AuditReport {
     /// Event records replayed (admitted).
     pub events: u64,
-    /// Command records replayed (admitted).
+    /// Relayed command records replayed (admitted).
     pub commands: u64,
-    /// Input records the processor refused (dead letters), by the same admission rules.
+    /// Events-topic records the processor refused (dead letters), by the same admission rules.
     pub refused: u64,
     /// Decisions (and tombstones) found in the decisions topic.
     pub published: u64,
@@ -89,31 +90,8 @@ pub fn audit(config: &Config) -> Result<AuditReport, KafkaError> {
             }
         })?;
 
-        // The input, admitted as the processor admits it.
-        let mut events: Vec<(i64, ExecutionEvent)> = Vec::new();
-        let mut gate = CommandGate::new();
-        for (topic, name) in [
-            (InputTopic::Events, &t.events),
-            (InputTopic::Commands, &t.commands),
-        ] {
-            let range = consumer.fetch_watermarks(name, p, timeout)?;
-            read_range(config, "audit", name, p, range, READ_TIMEOUT, |m| {
-                let record = RecordView {
-                    topic,
-                    partition: p,
-                    key: m.key(),
-                    payload: m.payload(),
-                    timestamp: m.timestamp().to_millis(),
-                };
-                let ts = record.timestamp.unwrap_or(i64::MIN);
-                match admit(&rules, &record) {
-                    Ok(Admitted::Event(e)) => events.push((ts, e)),
-                    Ok(Admitted::Command(c)) => gate.hold(c, ts, m.offset(), Vec::new()),
-                    Err(_) => report.refused += 1,
-                }
-            })?;
-        }
-
+        // The events partition, admitted as the processor admits it: events and the commands
+        // it relayed there, in the one order they were applied in.
         let mut engine = Engine::new(
             config.policy.clone(),
             EngineOptions {
@@ -122,25 +100,30 @@ pub fn audit(config: &Config) -> Result<AuditReport, KafkaError> {
         );
         let mut replayed: Vec<Decision> = Vec::new();
         let mut out = Vec::new();
-        let mut apply_commands = |engine: &mut Engine, held: Vec<_>, replayed: &mut Vec<_>| {
-            for h in held {
-                let h: crate::input::order::HeldCommand = h;
-                report.commands += 1;
-                if let Ok(d) = engine.apply_command(&h.command) {
-                    replayed.push(d);
+        let range = consumer.fetch_watermarks(&t.events, p, timeout)?;
+        read_range(
+            config,
+            "audit",
+            &t.events,
+            p,
+            range,
+            READ_TIMEOUT,
+            |m| match admit(&rules, &record_view(m, InputTopic::Events)) {
+                Ok(Admitted::Event(e)) => {
+                    report.events += 1;
+                    out.clear();
+                    engine.apply_event(&e, &mut out);
+                    replayed.extend(out.drain(..).filter(Decision::is_published));
                 }
-            }
-        };
-        for (ts, e) in &events {
-            let due: Vec<_> = gate.release_before(*ts).collect();
-            apply_commands(&mut engine, due, &mut replayed);
-            out.clear();
-            engine.apply_event(e, &mut out);
-            replayed.extend(out.drain(..).filter(Decision::is_published));
-        }
-        let rest: Vec<_> = gate.release_all().collect();
-        apply_commands(&mut engine, rest, &mut replayed);
-        report.events += events.len() as u64;
+                Ok(Admitted::Command(c)) => {
+                    report.commands += 1;
+                    if let Ok(d) = engine.apply_command(&c) {
+                        replayed.push(d);
+                    }
+                }
+                Err(_) => report.refused += 1,
+            },
+        )?;
 
         // Compare. Later incarnations of a retired id overwrite earlier ones, on both sides.
         let mut by_key: HashMap<(String, u64), Decision> = HashMap::new();

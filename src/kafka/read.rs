@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use super::client::reader_config;
 use crate::config::Config;
+use crate::input::{InputTopic, RecordView, RELAYED_COMMAND_HEADER};
 
 /// Reads partition `partition` of `topic` from `start` until the position reaches `end`,
 /// handing every committed record below `end` to `f`. Gives up after `timeout`. Logs progress
@@ -77,5 +78,22 @@ pub fn read_range(
                 next = next.max(pos);
             }
         }
+    }
+}
+
+/// The admission view of an input record read from `topic` (one place that knows how a
+/// relayed command is marked).
+pub fn record_view<M: Message>(m: &M, topic: InputTopic) -> RecordView<'_> {
+    use rdkafka::message::Headers;
+    let relayed_command = topic == InputTopic::Events
+        && m.headers()
+            .is_some_and(|h| h.iter().any(|h| h.key == RELAYED_COMMAND_HEADER));
+    RecordView {
+        topic,
+        partition: m.partition(),
+        key: m.key(),
+        payload: m.payload(),
+        timestamp: m.timestamp().to_millis(),
+        relayed_command,
     }
 }

@@ -15,6 +15,9 @@
 //!    max_clock_skew` (an admitted event is at most `max_clock_skew` ahead of its record
 //!    timestamp), found with `offsets_for_times`. Nothing before the earliest phase start can
 //!    count, and every evaluation after the restart covers only buckets inside the look-back.
+//!    Rollouts under the statistical rule need more: their state covers the whole phase, so
+//!    the read starts no later than the earliest phase start of such a rollout (minus the
+//!    clock skew), however long ago.
 //!    If the events it needs were already deleted by retention, the rebuild is **truncated**:
 //!    counted (`rollout_breaker_restore_truncated_total`) and logged.
 
@@ -26,12 +29,12 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use super::client::reader_config;
-use super::read::read_range;
+use super::read::{read_range, record_view};
 use super::retry::with_backoff;
 use crate::codec;
 use crate::config::Config;
-use crate::engine::{Engine, LatestDecisions};
-use crate::input::{admit, AdmissionRules, Admitted, InputTopic, RecordView};
+use crate::engine::{Engine, LatestDecisions, Phase};
+use crate::input::{admit, AdmissionRules, Admitted, InputTopic};
 use crate::observe;
 
 /// What one partition's restore did.
@@ -112,11 +115,16 @@ pub fn restore_partition(
     }
     let mut max_span: i64 = 0;
     let mut earliest_phase = i64::MAX;
+    // The statistical rule's state covers its whole phase, however long: replay from its start.
+    let mut earliest_statistical_phase = i64::MAX;
     for r in engine.rollouts() {
         let p = r.policy();
         let span = p.monitoring_window_ms + p.evaluation_interval_ms + 2 * p.allowed_lateness_ms;
         max_span = max_span.max(span as i64);
         earliest_phase = earliest_phase.min(r.phase_started_at());
+        if p.rule == crate::engine::stats::Rule::Statistical && r.phase() != Phase::Off {
+            earliest_statistical_phase = earliest_statistical_phase.min(r.phase_started_at());
+        }
     }
     stats.rollouts = latest.len();
 
@@ -130,16 +138,17 @@ pub fn restore_partition(
             committed, ev_low, ev_high, "Events partition before window rebuild."
         );
         if committed > ev_low {
-            // Record time of the last committed event: the partition's clock at the commit.
+            // Record time of the last committed records: the partition's clock at the commit.
+            // (A few, since the last offsets may be transaction markers of relayed commands.)
             let mut tail = None;
             read_range(
                 config,
                 "restore",
                 &topics.events,
                 partition,
-                (committed - 1, committed),
+                ((committed - 32).max(ev_low), committed),
                 RESTORE_TIMEOUT,
-                |m| tail = m.timestamp().to_millis(),
+                |m| tail = tail.max(m.timestamp().to_millis()),
             )?;
             let tail = tail.unwrap_or(last_decision_at);
             let look_back = max_span
@@ -147,7 +156,11 @@ pub fn restore_partition(
                 + config.processing.max_clock_skew_ms as i64;
             let from_ts = tail
                 .saturating_sub(look_back)
-                .max(earliest_phase.saturating_sub(config.processing.max_clock_skew_ms as i64));
+                .max(earliest_phase.saturating_sub(config.processing.max_clock_skew_ms as i64))
+                .min(
+                    earliest_statistical_phase
+                        .saturating_sub(config.processing.max_clock_skew_ms as i64),
+                );
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&topics.events, partition, Offset::Offset(from_ts))?;
             let found = with_backoff("offsets_for_times", || {
@@ -184,14 +197,10 @@ pub fn restore_partition(
                 (from, committed),
                 RESTORE_TIMEOUT,
                 |m| {
-                    let record = RecordView {
-                        topic: InputTopic::Events,
-                        partition,
-                        key: m.key(),
-                        payload: m.payload(),
-                        timestamp: m.timestamp().to_millis(),
-                    };
-                    if let Ok(Admitted::Event(e)) = admit(rules, &record) {
+                    // Relayed commands change phases, which the decisions already restored.
+                    if let Ok(Admitted::Event(e)) =
+                        admit(rules, &record_view(m, InputTopic::Events))
+                    {
                         if engine.replay_event(&e) {
                             stats.events_replayed += 1;
                         }

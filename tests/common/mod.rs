@@ -36,6 +36,13 @@ pub struct KafkaHandle {
 /// 2. otherwise a testcontainers `apache/kafka` container, if a Docker engine is reachable;
 /// 3. otherwise the test panics, saying how to get a broker.
 pub async fn kafka() -> KafkaHandle {
+    // `RUST_LOG=rollout_breaker=info scripts/test FILE -- --nocapture` shows the processor's logs.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     if let Ok(bootstrap) = std::env::var("KAFKA_BOOTSTRAP") {
         if !bootstrap.trim().is_empty() {
             return KafkaHandle {

@@ -279,23 +279,27 @@ pub async fn read_records(
     .unwrap()
 }
 
-/// Waits until the processor's group has committed the end of every events partition.
+/// Waits until the processor's group has committed the end of every events partition: a
+/// read_committed consumer placed at the committed offset finds nothing left to read (the
+/// partition may end in transaction markers the processor never sees: relayed commands are
+/// written in transactions).
 pub async fn await_committed(bootstrap: &str, config: &Config, timeout: Duration) {
     let (bootstrap, config) = (bootstrap.to_owned(), config.clone());
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = consumer_config(&bootstrap, &config.kafka.group_id)
+        let group: BaseConsumer = consumer_config(&bootstrap, &config.kafka.group_id)
             .create()
             .expect("consumer");
         let deadline = Instant::now() + timeout;
-        loop {
-            let mut done = true;
+        'retry: loop {
+            assert!(Instant::now() < deadline, "processor did not catch up");
+            std::thread::sleep(Duration::from_millis(100));
             for p in 0..config.topics.partitions {
-                let (_, high) = consumer
+                let (_, high) = group
                     .fetch_watermarks(&config.topics.events, p, Duration::from_secs(5))
                     .unwrap();
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(&config.topics.events, p);
-                let got = consumer
+                let committed = group
                     .committed_offsets(tpl, Duration::from_secs(5))
                     .ok()
                     .and_then(|t| {
@@ -303,15 +307,52 @@ pub async fn await_committed(bootstrap: &str, config: &Config, timeout: Duration
                             .and_then(|e| e.offset().to_raw())
                     })
                     .unwrap_or(-1);
-                done &= got >= high;
+                if committed >= high {
+                    continue;
+                }
+                if committed < 0 || high - committed > 10 {
+                    continue 'retry;
+                }
+                // Only control records may remain between the committed offset and the end.
+                let reader: BaseConsumer = consumer_config(&bootstrap, &unique_name("tail"))
+                    .set("isolation.level", "read_committed")
+                    .create()
+                    .expect("consumer");
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&config.topics.events, p, Offset::Offset(committed))
+                    .unwrap();
+                reader.assign(&tpl).unwrap();
+                let until = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < until {
+                    if let Some(Ok(_)) = reader.poll(Duration::from_millis(50)) {
+                        continue 'retry;
+                    }
+                }
             }
-            if done {
-                return;
-            }
-            assert!(Instant::now() < deadline, "processor did not catch up");
-            std::thread::sleep(Duration::from_millis(100));
+            return;
         }
     })
     .await
     .unwrap()
+}
+
+/// Produces `command` straight into the events topic, where the processor applies it at its
+/// place among the events (as it applies the commands it relays from the commands topic).
+pub async fn produce_command_in_events(p: &FutureProducer, config: &Config, c: &Command) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let payload = codec::encode_command(c, config.topics.commands_encoding);
+    let headers = OwnedHeaders::new().insert(Header {
+        key: rollout_breaker::input::RELAYED_COMMAND_HEADER,
+        value: Some("direct"),
+    });
+    p.send(
+        FutureRecord::to(&config.topics.events)
+            .key(c.rollout_id.as_bytes())
+            .headers(headers)
+            .payload(&payload)
+            .timestamp(c.timestamp),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("command delivered");
 }

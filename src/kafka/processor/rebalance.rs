@@ -51,14 +51,11 @@ impl Processor {
             }
             let committed = committed(&self.consumer, &self.config, p)?;
             match self.parked.remove(&p) {
-                Some(mut state) if state.committed == committed => {
+                Some(state) if state.committed == committed => {
                     info!(
                         partition = p,
                         "Partition re-assigned unchanged; parked state reused."
                     );
-                    // Consumption resumes at the committed offsets, which precede the held
-                    // commands: they will be read again.
-                    state.clear_held();
                     self.partitions.insert(p, state);
                 }
                 _ => to_restore.push((p, committed)),

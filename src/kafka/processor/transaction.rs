@@ -10,25 +10,21 @@ use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::error;
 
-use super::dead_letter::Source;
+use rdkafka::message::{Header, OwnedHeaders};
+
 use super::error::ProcessorError;
 use super::worker::{Input, Processor};
 use crate::codec::WireRecord;
-use crate::engine::{Decision, Engine};
-use crate::input::order::HeldCommand;
-use crate::input::{admit, Admitted, InputTopic, RecordView};
+use crate::engine::Decision;
+use crate::input::{admit, Admitted, InputTopic, RELAYED_COMMAND_HEADER};
+use crate::kafka::read::record_view;
 use crate::observe::{self, DecisionPublished};
 
 impl Processor {
-    /// Processes `batch` in one transaction; `release` names partitions whose events were read
-    /// to their end, so their held commands apply after the batch.
-    pub(super) fn process_batch(
-        &mut self,
-        batch: &[Input],
-        release: &[i32],
-    ) -> Result<(), ProcessorError> {
+    /// Processes `batch` in one transaction.
+    pub(super) fn process_batch(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
         self.producer.begin_transaction()?;
-        match self.process_in_transaction(batch, release) {
+        match self.process_in_transaction(batch) {
             Ok(()) => Ok(()),
             Err(e) => {
                 if let Err(abort) = self.producer.abort_transaction(self.txn_timeout()) {
@@ -39,14 +35,9 @@ impl Processor {
         }
     }
 
-    fn process_in_transaction(
-        &mut self,
-        batch: &[Input],
-        release: &[i32],
-    ) -> Result<(), ProcessorError> {
+    fn process_in_transaction(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
         let mut next: HashMap<(bool, i32), i64> = HashMap::new();
         let mut decisions: Vec<(i32, Decision)> = Vec::new();
-        let mut refused: Vec<(i32, HeldCommand, String)> = Vec::new();
         let mut scratch = Vec::new();
         let (mut events_in, mut commands_in) = (0u64, 0u64);
         for input in batch {
@@ -59,36 +50,32 @@ impl Processor {
             } else {
                 commands_in += 1;
             }
-            let Some(state) = self.partitions.get_mut(&p) else {
-                // A commands partition whose events partition is not ours (only possible with
-                // an assignor that splits co-partitioned topics): never drop it silently.
-                self.dead_letters.push(true);
-                self.dead_letter(
-                    m,
-                    "unowned_partition",
-                    "the events partition of this record is assigned to another instance; use the range assignor",
-                )?;
-                continue;
+            let topic = if is_events {
+                InputTopic::Events
+            } else {
+                InputTopic::Commands
             };
-            let record = RecordView {
-                topic: if is_events {
-                    InputTopic::Events
-                } else {
-                    InputTopic::Commands
-                },
-                partition: p,
-                key: m.key(),
-                payload: m.payload(),
-                timestamp: m.timestamp().to_millis(),
+            let record = record_view(m, topic);
+            let admitted = admit(&self.admission, &record);
+            // A command is relayed whoever owns its events partition; anything else needs the
+            // partition's engine.
+            let relay = !is_events && admitted.is_ok();
+            let state = match self.partitions.get_mut(&p) {
+                Some(state) => Some(state),
+                None if relay => None,
+                None => {
+                    self.dead_letters.push(true);
+                    self.dead_letter(
+                        m,
+                        "unowned_partition",
+                        "the events partition of this record is assigned to another instance",
+                    )?;
+                    continue;
+                }
             };
-            let timestamp = record.timestamp.unwrap_or(i64::MIN);
-            match admit(&self.admission, &record) {
+            let outcome = match admitted {
                 Ok(Admitted::Event(ev)) => {
-                    self.dead_letters.push(false);
-                    // Commands whose place comes before this event apply first (input::order).
-                    for held in state.gate.release_before(timestamp).collect::<Vec<_>>() {
-                        apply_held(&mut state.engine, p, held, &mut decisions, &mut refused);
-                    }
+                    let state = state.expect("events partitions are owned");
                     scratch.clear();
                     state.engine.apply_event(&ev, &mut scratch);
                     decisions.extend(
@@ -97,51 +84,44 @@ impl Processor {
                             .filter(Decision::is_published)
                             .map(|d| (p, d)),
                     );
+                    Ok(())
                 }
-                Ok(Admitted::Command(c)) => {
-                    self.dead_letters.push(false);
-                    let payload = record.payload.unwrap_or_default().to_vec();
-                    state.gate.hold(c, timestamp, m.offset(), payload);
-                    state.held_since.get_or_insert_with(Instant::now);
-                }
-                Err(refusal) => {
-                    self.dead_letters.push(true);
-                    self.dead_letter(m, refusal.reason, &refusal.message)?;
-                }
-            }
-        }
-        // Partitions whose events were read to their end: their held commands apply now.
-        for p in release {
-            if let Some(state) = self.partitions.get_mut(p) {
-                for held in state.gate.release_all().collect::<Vec<_>>() {
-                    next.insert((false, *p), held.offset + 1);
-                    apply_held(&mut state.engine, *p, held, &mut decisions, &mut refused);
-                }
-            }
-        }
-        // The commands partition resumes at the first command not yet applied.
-        for (p, state) in &mut self.partitions {
-            match state.gate.first_held_offset() {
-                Some(o) => {
-                    next.insert((false, *p), o);
-                }
-                None => state.held_since = None,
-            }
-        }
-        for (p, held, error) in refused {
-            let commands = self.config.topics.commands.clone();
-            let key = held.command.rollout_id.clone();
-            self.dead_letter(
-                Source {
-                    topic: &commands,
-                    partition: p,
-                    offset: held.offset,
-                    key: Some(key.as_bytes()),
-                    payload: &held.payload,
+                // Read back from the events partition: the command's place among the events.
+                Ok(Admitted::Command(c)) if is_events => match state
+                    .expect("events partitions are owned")
+                    .engine
+                    .apply_command(&c)
+                {
+                    Ok(d) => {
+                        decisions.push((p, d));
+                        Ok(())
+                    }
+                    Err(e) => Err(("refused_command", e.to_string())),
                 },
-                "refused_command",
-                &error,
-            )?;
+                // From the commands topic: relayed into the events partition (input::RELAY).
+                Ok(Admitted::Command(_)) => {
+                    let offset = m.offset().to_string();
+                    let headers = OwnedHeaders::new().insert(Header {
+                        key: RELAYED_COMMAND_HEADER,
+                        value: Some(&offset),
+                    });
+                    let events = self.config.topics.events.clone();
+                    let mut relay = BaseRecord::to(&events)
+                        .partition(p)
+                        .headers(headers)
+                        .payload(m.payload().unwrap_or_default());
+                    if let Some(k) = m.key() {
+                        relay = relay.key(k);
+                    }
+                    self.send(relay)?;
+                    Ok(())
+                }
+                Err(refusal) => Err((refusal.reason, refusal.message)),
+            };
+            self.dead_letters.push(outcome.is_err());
+            if let Err((reason, error)) = outcome {
+                self.dead_letter(m, reason, &error)?;
+            }
         }
         if events_in > 0 {
             metrics::counter!(observe::RECORDS_IN, "topic" => "events").increment(events_in);
@@ -235,20 +215,5 @@ impl Processor {
                 Err((e, _)) => return Err(e),
             }
         }
-    }
-}
-
-/// Applies a command released by the gate: its decision is published, a refusal is
-/// dead-lettered (after the loop, which holds the partition's state).
-fn apply_held(
-    engine: &mut Engine,
-    partition: i32,
-    held: HeldCommand,
-    decisions: &mut Vec<(i32, Decision)>,
-    refused: &mut Vec<(i32, HeldCommand, String)>,
-) {
-    match engine.apply_command(&held.command) {
-        Ok(d) => decisions.push((partition, d)),
-        Err(e) => refused.push((partition, held, e.to_string())),
     }
 }

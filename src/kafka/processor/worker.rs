@@ -18,7 +18,7 @@ use super::dead_letter::DeadLetterRatio;
 use super::error::{fatal_consumer_error, ProcessorError};
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::input::{AdmissionRules, CommandGate};
+use crate::input::AdmissionRules;
 use crate::kafka::admin;
 use crate::kafka::client::client_config_with_defaults;
 use crate::observe::Health;
@@ -28,25 +28,11 @@ pub(super) struct PartitionState {
     pub(super) engine: Engine,
     /// Next offsets this instance committed for (events, commands).
     pub(super) committed: (Option<i64>, Option<i64>),
-    /// Commands read but not yet applied (see [`crate::input::order`]).
-    pub(super) gate: CommandGate,
-    /// When the oldest held command was read.
-    pub(super) held_since: Option<Instant>,
 }
 
 impl PartitionState {
     pub(super) fn new(engine: Engine, committed: (Option<i64>, Option<i64>)) -> Self {
-        Self {
-            engine,
-            committed,
-            gate: CommandGate::new(),
-            held_since: None,
-        }
-    }
-
-    pub(super) fn clear_held(&mut self) {
-        self.gate = CommandGate::new();
-        self.held_since = None;
+        Self { engine, committed }
     }
 }
 
@@ -192,57 +178,15 @@ impl Processor {
                         return Err(fatal_consumer_error(&self.consumer, code));
                     }
                     Some(Err(e)) => warn!(error = %e, "Consumer error."),
-                    // Idle: held commands may be due (their events partition read to its end).
-                    None if first_at.is_none() && self.holds_commands() => break,
                     None => {}
                 }
             }
-            let release = self.partitions_to_release()?;
-            if !batch.is_empty() || !release.is_empty() {
-                self.process_batch(&batch, &release)?;
+            if !batch.is_empty() {
+                self.process_batch(&batch)?;
             }
         }
         info!("Processor stopping: last batch committed.");
         Ok(())
-    }
-}
-
-impl Processor {
-    fn holds_commands(&self) -> bool {
-        self.partitions.values().any(|s| !s.gate.is_empty())
-    }
-
-    /// Partitions with commands held for at least `command_hold_ms` whose events partition
-    /// has been read to its end (position at the high watermark): their commands apply now.
-    fn partitions_to_release(&self) -> Result<Vec<i32>, ProcessorError> {
-        let hold = Duration::from_millis(self.config.processing.command_hold_ms);
-        let due: Vec<i32> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| s.held_since.is_some_and(|t| t.elapsed() >= hold))
-            .map(|(p, _)| *p)
-            .collect();
-        if due.is_empty() {
-            return Ok(due);
-        }
-        let events = &self.config.topics.events;
-        let positions = self.consumer.position()?;
-        let mut release = Vec::new();
-        for p in due {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(events, p, Duration::from_secs(5))?;
-            let position = positions
-                .find_partition(events, p)
-                .and_then(|e| e.offset().to_raw())
-                .filter(|o| *o >= 0)
-                .or(self.partitions[&p].committed.0)
-                .unwrap_or(low);
-            if position >= high {
-                release.push(p);
-            }
-        }
-        Ok(release)
     }
 }
 
