@@ -76,14 +76,14 @@ pub fn command(args: &RolloutArgs) -> anyhow::Result<Command> {
 /// One decision as a line a person reads.
 pub fn describe(d: &Decision) -> String {
     format!(
-        "{} #{} {} {} -> {} at {}% [{:?}{}] by {} at {}: {}",
+        "{} #{} {} {} -> {} at {}% [{}{}] by {} at {}: {}",
         d.rollout_id,
         d.sequence,
         d.action,
         d.from,
         d.to,
         d.traffic.percent(),
-        d.breaker,
+        d.breaker.name(),
         if d.paused { ", paused" } else { "" },
         d.actor,
         format_time(d.at),
@@ -140,11 +140,7 @@ pub fn table(decisions: &[Decision]) -> String {
         "ROLLOUT", "PHASE", "TRAFFIC", "BREAKER", "PAUSED", "SINCE", "LAST", "ACTOR", "REASON"
     );
     for d in decisions {
-        let breaker = match d.breaker {
-            crate::engine::BreakerState::Open => "OPEN",
-            crate::engine::BreakerState::HalfOpen => "HALF_OPEN",
-            crate::engine::BreakerState::Closed => "CLOSED",
-        };
+        let breaker = d.breaker.name();
         out.push_str(&format!(
             "{:<24} {:<7} {:>6}% {:<10} {:<6} {:<20} {:<9} {:<12} {}\n",
             d.rollout_id,
