@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::processor::*;
 use rollout_breaker::codec::Encoding;
-use rollout_breaker::engine::{ExecutionEvent, LatencyMs, Variant};
 
 struct Cli {
     config_path: std::path::PathBuf,
@@ -55,13 +54,7 @@ async fn operators_command_rollouts_and_read_their_status() {
     let processor = start(&config);
     let id = "cli-checkout";
     let now = now_epoch_ms();
-    let event = ExecutionEvent::new(
-        id,
-        Variant::Baseline,
-        true,
-        LatencyMs::new(5.0).unwrap(),
-        now,
-    );
+    let event = baseline_event(id, now);
     produce_events(
         &producer(&kafka.bootstrap),
         &config.topics.events,

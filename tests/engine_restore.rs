@@ -17,15 +17,7 @@ enum In {
     Command(Command),
 }
 
-const KINDS: [CommandKind; 7] = [
-    CommandKind::Start,
-    CommandKind::Pause,
-    CommandKind::Resume,
-    CommandKind::Promote,
-    CommandKind::Abort,
-    CommandKind::Retry,
-    CommandKind::Retire,
-];
+const KINDS: [CommandKind; 7] = CommandKind::ALL;
 
 /// Three rollouts, quality drifting over time, commands of every kind sprinkled in with
 /// timestamps a little ahead of or behind the events (operators' clocks are not the agents').

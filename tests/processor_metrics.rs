@@ -5,38 +5,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::http::{free_addr, get};
+use common::http::{free_addr, wait_for};
 use common::processor::*;
 use rdkafka::producer::FutureRecord;
 use rollout_breaker::codec::Encoding;
 use rollout_breaker::kafka::processor::ensure_topics;
 use rollout_breaker::sim::Scenario;
-
-/// Polls `path` until `ok` accepts the answer or `timeout`; returns the last answer.
-async fn wait_for(
-    addr: SocketAddr,
-    path: &'static str,
-    timeout: Duration,
-    ok: impl Fn(u16, &str) -> bool,
-) -> Option<(u16, String)> {
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = tokio::task::spawn_blocking(move || get(addr, path))
-            .await
-            .unwrap();
-        if let Some((status, body)) = &last {
-            if ok(*status, body) {
-                return last;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    last
-}
 
 /// The metric names the README's Operations section lists under **Endpoints**.
 fn readme_metrics() -> BTreeSet<String> {

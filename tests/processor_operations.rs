@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
-use common::http::{free_addr, get};
+use common::http::{free_addr, get, wait_for};
 use common::processor::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -24,29 +24,6 @@ fn with_http(config: &mut Config) -> SocketAddr {
     let addr = free_addr();
     config.http.listen = Some(addr);
     addr
-}
-
-/// Polls `path` until `ok` accepts the answer or `timeout`; returns the last answer.
-async fn wait_for(
-    addr: SocketAddr,
-    path: &'static str,
-    timeout: Duration,
-    ok: impl Fn(u16, &str) -> bool,
-) -> Option<(u16, String)> {
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = tokio::task::spawn_blocking(move || get(addr, path))
-            .await
-            .unwrap();
-        if let Some((status, body)) = &last {
-            if ok(*status, body) {
-                return last;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    last
 }
 
 fn ready_with(partitions: i32) -> impl Fn(u16, &str) -> bool {

@@ -13,19 +13,8 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use rollout_breaker::codec::{self, Encoding};
 use rollout_breaker::config::Config;
-use rollout_breaker::engine::{Decision, ExecutionEvent, Policy, Schedule, TrafficPercent};
+use rollout_breaker::engine::{Decision, ExecutionEvent, Policy};
 use rollout_breaker::sim::{Change, Profile, Scenario, Trigger, SCENARIO_EPOCH_MS};
-
-fn test_policy() -> Policy {
-    Policy {
-        schedule: Schedule {
-            probe: TrafficPercent::new(10.0).unwrap(),
-            small: TrafficPercent::new(25.0).unwrap(),
-            medium: TrafficPercent::new(50.0).unwrap(),
-        },
-        ..Policy::default()
-    }
-}
 
 /// `n` rollouts of 20 req/s for `secs` seconds; every third one degrades after a while.
 fn fleet(n: usize, secs: i64, policy: &Policy) -> Vec<ExecutionEvent> {

@@ -10,22 +10,10 @@ use rdkafka::producer::FutureRecord;
 use rollout_breaker::codec::{self, Encoding};
 use rollout_breaker::config::Config;
 use rollout_breaker::engine::{
-    Action, Command, CommandKind, Decision, ExecutionEvent, LatencyMs, Phase, Policy, Schedule,
-    TrafficPercent, Variant,
+    Action, Command, CommandKind, Decision, ExecutionEvent, LatencyMs, Phase, Policy, Variant,
 };
 use rollout_breaker::input::admission::kafka_partition;
 use rollout_breaker::sim::Scenario;
-
-fn test_policy() -> Policy {
-    Policy {
-        schedule: Schedule {
-            probe: TrafficPercent::new(10.0).unwrap(),
-            small: TrafficPercent::new(25.0).unwrap(),
-            medium: TrafficPercent::new(50.0).unwrap(),
-        },
-        ..Policy::default()
-    }
-}
 
 async fn setup(partitions: i32) -> (common::KafkaHandle, Config) {
     let kafka = common::kafka().await;
@@ -220,13 +208,7 @@ async fn keyless_and_misplaced_records_are_refused_with_a_hint() {
     let right = kafka_partition(id.as_bytes(), 2);
     let producer = producer(&kafka.bootstrap);
     let now = now_epoch_ms();
-    let event = ExecutionEvent::new(
-        id,
-        Variant::Baseline,
-        true,
-        LatencyMs::new(5.0).unwrap(),
-        now,
-    );
+    let event = baseline_event(id, now);
     let payload = codec::encode_event(&event, Encoding::Json);
     producer
         .send(
@@ -299,13 +281,7 @@ async fn start_wins_over_an_auto_start() {
     let id = "trust-start";
     let producer = producer(&kafka.bootstrap);
     let now = now_epoch_ms();
-    let event = ExecutionEvent::new(
-        id,
-        Variant::Baseline,
-        true,
-        LatencyMs::new(5.0).unwrap(),
-        now,
-    );
+    let event = baseline_event(id, now);
     produce_events(&producer, &config.topics.events, &[event], Encoding::Json).await;
     let mut start_cmd = Command::new(id, CommandKind::Start, "ana", "v2 at SMALL", now + 1);
     start_cmd.policy = Some(Policy {
@@ -339,13 +315,7 @@ async fn retire_publishes_a_tombstone() {
     let id = "trust-retire";
     let producer = producer(&kafka.bootstrap);
     let now = now_epoch_ms();
-    let event = ExecutionEvent::new(
-        id,
-        Variant::Baseline,
-        true,
-        LatencyMs::new(5.0).unwrap(),
-        now,
-    );
+    let event = baseline_event(id, now);
     produce_events(&producer, &config.topics.events, &[event], Encoding::Json).await;
     let processor = start(&config);
     await_decisions(&kafka.bootstrap, &config, 1, Duration::from_secs(60)).await;

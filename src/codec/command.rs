@@ -10,15 +10,7 @@ use super::{
 };
 use crate::engine::{Command, CommandKind, Policy};
 
-const KINDS: [CommandKind; 7] = [
-    CommandKind::Start,
-    CommandKind::Pause,
-    CommandKind::Resume,
-    CommandKind::Promote,
-    CommandKind::Abort,
-    CommandKind::Retry,
-    CommandKind::Retire,
-];
+const KINDS: [CommandKind; 7] = CommandKind::ALL;
 const KIND_NAMES: [&str; 7] = [
     "START", "PAUSE", "RESUME", "PROMOTE", "ABORT", "RETRY", "RETIRE",
 ];

@@ -28,6 +28,19 @@ pub enum CommandKind {
     Retire,
 }
 
+impl CommandKind {
+    /// Every kind, in the order of the Avro enum's symbols.
+    pub const ALL: [CommandKind; 7] = [
+        CommandKind::Start,
+        CommandKind::Pause,
+        CommandKind::Resume,
+        CommandKind::Promote,
+        CommandKind::Abort,
+        CommandKind::Retry,
+        CommandKind::Retire,
+    ];
+}
+
 /// An operator command for one rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A local address with a port that was free a moment ago (bind, read, release).
 pub fn free_addr() -> SocketAddr {
@@ -24,4 +24,27 @@ pub fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .map_or("", |(_, b)| b)
         .to_owned();
     Some((status, body))
+}
+
+/// Polls `path` until `ok` accepts the answer or `timeout`; returns the last answer.
+pub async fn wait_for(
+    addr: SocketAddr,
+    path: &'static str,
+    timeout: Duration,
+    ok: impl Fn(u16, &str) -> bool,
+) -> Option<(u16, String)> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = tokio::task::spawn_blocking(move || get(addr, path))
+            .await
+            .unwrap();
+        if let Some((status, body)) = &last {
+            if ok(*status, body) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
 }

@@ -356,3 +356,29 @@ pub async fn produce_command_in_events(p: &FutureProducer, config: &Config, c: &
     .await
     .expect("command delivered");
 }
+
+/// A policy whose trial phases route enough traffic (10 / 25 / 50 %) for short tests to reach
+/// verdicts quickly.
+pub fn test_policy() -> Policy {
+    use rollout_breaker::engine::{Schedule, TrafficPercent};
+    Policy {
+        schedule: Schedule {
+            probe: TrafficPercent::new(10.0).unwrap(),
+            small: TrafficPercent::new(25.0).unwrap(),
+            medium: TrafficPercent::new(50.0).unwrap(),
+        },
+        ..Policy::default()
+    }
+}
+
+/// One successful baseline execution of `rollout_id` at `at`.
+pub fn baseline_event(rollout_id: &str, at: i64) -> ExecutionEvent {
+    use rollout_breaker::engine::{LatencyMs, Variant};
+    ExecutionEvent::new(
+        rollout_id,
+        Variant::Baseline,
+        true,
+        LatencyMs::new(5.0).unwrap(),
+        at,
+    )
+}
