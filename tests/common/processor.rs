@@ -290,8 +290,12 @@ pub async fn await_committed(bootstrap: &str, config: &Config, timeout: Duration
             .create()
             .expect("consumer");
         let deadline = Instant::now() + timeout;
+        let mut last = (0, 0);
         'retry: loop {
-            assert!(Instant::now() < deadline, "processor did not catch up");
+            assert!(
+                Instant::now() < deadline,
+                "processor did not catch up: committed, end = {last:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
             for p in 0..config.topics.partitions {
                 let (_, high) = group
@@ -307,6 +311,7 @@ pub async fn await_committed(bootstrap: &str, config: &Config, timeout: Duration
                             .and_then(|e| e.offset().to_raw())
                     })
                     .unwrap_or(-1);
+                last = (committed, high);
                 if committed >= high {
                     continue;
                 }

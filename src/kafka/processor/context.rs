@@ -99,6 +99,17 @@ pub(super) fn partition_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
 }
 
 impl ClientContext for Ctx {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", fac, "{message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
     fn stats(&self, stats: Statistics) {
         self.broker.stats(&stats);
         if let Some(t) = stats.topics.get(&self.events_topic) {

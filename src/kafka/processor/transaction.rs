@@ -20,6 +20,9 @@ use crate::input::{admit, Admitted, InputTopic, RELAYED_COMMAND_HEADER};
 use crate::kafka::read::record_view;
 use crate::observe::{self, DecisionPublished};
 
+/// Longest the loop pokes librdkafka's broker threads for a batch's records.
+const POKE_LIMIT: Duration = Duration::from_millis(500);
+
 impl Processor {
     /// Processes `batch` in one transaction.
     pub(super) fn process_batch(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
@@ -36,6 +39,7 @@ impl Processor {
     }
 
     fn process_in_transaction(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
+        let in_flight_before = self.producer.in_flight_count();
         let mut next: HashMap<(bool, i32), i64> = HashMap::new();
         let mut decisions: Vec<(i32, Decision)> = Vec::new();
         let mut scratch = Vec::new();
@@ -149,8 +153,11 @@ impl Processor {
         // registration in the transaction completes, so the first records of a transaction
         // would wait for that thread's next periodic wake-up (~100 ms here). Every flush call
         // wakes the broker threads: poke them until the records are out.
-        let deadline = Instant::now() + self.txn_timeout();
-        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+        // `in_flight_count` also counts queued client events (log lines, errors) that a flush
+        // may leave: wait for this batch's records only, and never long (the commit below
+        // waits for delivery anyway; this only saves librdkafka's periodic wake-up).
+        let deadline = Instant::now() + POKE_LIMIT;
+        while self.producer.in_flight_count() > in_flight_before && Instant::now() < deadline {
             let _ = self.producer.flush(Duration::from_millis(2));
         }
         // A flood stops the processor before this batch commits: the batch is aborted, so
