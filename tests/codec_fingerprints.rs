@@ -148,3 +148,32 @@ fn legacy_fingerprints_still_decode_and_are_never_written() {
     assert_eq!(e.reason(), "unknown_fingerprint");
     assert!(Decision::decode(&wrong, Encoding::AvroSingleObject).is_err());
 }
+
+/// The Python package accepts the same legacy fingerprints (it cannot compute apache-avro's
+/// canonical form, so it lists them).
+#[test]
+fn python_package_lists_the_legacy_fingerprints() {
+    let py = std::fs::read_to_string(root().join("python/rollout_breaker/codec.py")).unwrap();
+    for kind in [
+        RecordKind::ExecutionEvent,
+        RecordKind::Decision,
+        RecordKind::RolloutCommand,
+    ] {
+        for fp in kind.accepted_fingerprints().skip(1) {
+            let hex: String = fp
+                .to_le_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let standard_history = fixture()["schema_files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["fingerprint_hex"] == hex.as_str());
+            assert!(
+                standard_history || py.contains(&format!("\"{hex}\"")),
+                "{kind:?}: legacy fingerprint {hex} missing from python/rollout_breaker/codec.py"
+            );
+        }
+    }
+}
