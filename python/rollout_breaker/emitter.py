@@ -36,7 +36,7 @@ class EmitterStats:
 
 
 class EventEmitter:
-    """A batching producer of execution events (and, with :meth:`send_command`, commands)."""
+    """A batching producer of execution events (and, with :meth:`emit_command`, commands)."""
 
     def __init__(
         self,
@@ -112,14 +112,14 @@ class EventEmitter:
         """Enqueues an event; returns ``False`` (and counts a drop) if it could not be queued."""
         return self._produce(event.rollout_id, codec.encode(event, self.encoding), event.timestamp_ms, None)
 
-    def emit_relayed_command(self, command: codec.RolloutCommand, encoding: codec.Encoding = "json") -> bool:
-        """Produces a command straight into the events topic with the ``rb.relayed.command``
-        header: it applies exactly at that place in the rollout's event stream."""
+    def emit_command(self, command: codec.RolloutCommand, *, relayed: bool = False) -> bool:
+        """Enqueues an operator command, in this emitter's encoding, to its topic (the
+        commands topic). ``relayed=True`` is for an emitter on the events topic: the command
+        carries the ``rb.relayed.command`` header and applies exactly at that place in the
+        rollout's event stream."""
+        headers = [("rb.relayed.command", b"python")] if relayed else None
         return self._produce(
-            command.rollout_id,
-            codec.encode(command, encoding),
-            command.timestamp_ms,
-            [("rb.relayed.command", b"python")],
+            command.rollout_id, codec.encode(command, self.encoding), command.timestamp_ms, headers
         )
 
     def stats(self) -> EmitterStats:
