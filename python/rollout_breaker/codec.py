@@ -423,7 +423,8 @@ def _avro_body(kind: _Kind, writer: Any, body: bytes) -> Dict[str, Any]:
     if rest:
         raise DecodeError("trailing_bytes", f"{rest} bytes after the record")
     assert isinstance(data, dict)
-    return _millis(data)
+    converted: Dict[str, Any] = _millis(data)
+    return converted
 
 
 def decode(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import codec
 
@@ -85,7 +85,7 @@ class EventEmitter:
         if err is not None and first:
             log.warning("Execution event not delivered: %s", err)
 
-    def _produce(self, key: str, value: bytes, timestamp_ms: int, headers: Optional[List[Tuple[str, bytes]]]) -> bool:
+    def _produce(self, key: str, value: bytes, timestamp_ms: int, headers: Optional[List[Tuple[str, Union[str, bytes, None]]]]) -> bool:
         try:
             self._producer.produce(
                 self.topic,
@@ -112,15 +112,25 @@ class EventEmitter:
         """Enqueues an event; returns ``False`` (and counts a drop) if it could not be queued."""
         return self._produce(event.rollout_id, codec.encode(event, self.encoding), event.timestamp_ms, None)
 
-    def emit_command(self, command: codec.RolloutCommand, *, relayed: bool = False) -> bool:
-        """Enqueues an operator command, in this emitter's encoding, to its topic (the
-        commands topic). ``relayed=True`` is for an emitter on the events topic: the command
-        carries the ``rb.relayed.command`` header and applies exactly at that place in the
-        rollout's event stream."""
-        headers = [("rb.relayed.command", b"python")] if relayed else None
-        return self._produce(
-            command.rollout_id, codec.encode(command, self.encoding), command.timestamp_ms, headers
+    def emit_command(
+        self,
+        command: codec.RolloutCommand,
+        *,
+        relayed: bool = False,
+        encoding: Optional[codec.Encoding] = None,
+    ) -> bool:
+        """Enqueues an operator command to this emitter's topic (the commands topic).
+
+        ``relayed=True`` is for an emitter on the events topic: the command carries the
+        ``rb.relayed.command`` header and applies exactly at that place in the rollout's event
+        stream. Commands are read in the commands topic's encoding (``encoding``; by default
+        this emitter's), also when relayed.
+        """
+        headers: Optional[List[Tuple[str, Union[str, bytes, None]]]] = (
+            [("rb.relayed.command", b"python")] if relayed else None
         )
+        value = codec.encode(command, self.encoding if encoding is None else encoding)
+        return self._produce(command.rollout_id, value, command.timestamp_ms, headers)
 
     def stats(self) -> EmitterStats:
         with self._lock:

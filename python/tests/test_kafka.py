@@ -165,9 +165,10 @@ def test_mixed_fleet_python_agents_rust_processor_two_routers(bootstrap, process
             assert high == 0, f"dead letters in partition {p}"
         dlq.close()
 
-        # Retire: ABORT to OFF, RETIRE writes a tombstone; both routers forget the rollout.
-        operators.emit_command(command(rollout, "ABORT"))
-        operators.flush()
+        # Retire: ABORT to OFF (produced straight into the events topic as a relayed command,
+        # in the commands topic's encoding), RETIRE writes a tombstone; both routers forget it.
+        agents.emit_command(command(rollout, "ABORT"), relayed=True, encoding="json")
+        agents.flush()
         wait_for("ABORT", seq_at("OFF"))
         operators.emit_command(command(rollout, "RETIRE"))
         operators.flush()

@@ -25,7 +25,8 @@
 //!
 //! JSON uses exactly the Avro field names (snake_case). Optional fields may be absent or
 //! `null`; unknown fields are ignored (so newer producers can add fields); an absent required
-//! field is [`DecodeError::MissingField`]. Enum values are the upper-case Avro symbols.
+//! field is [`DecodeError::MissingField`]. Enum values are the upper-case Avro symbols, matched
+//! case-sensitively (`"CANDIDATE"`; `"candidate"` is `invalid_field`).
 //!
 //! `ExecutionEvent` (`schemas/execution_event.avsc`):
 //!
