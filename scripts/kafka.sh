@@ -4,6 +4,8 @@
 #   scripts/kafka.sh fetch    download the broker jars from Maven Central (cached)
 #   scripts/kafka.sh start    fetch, format a fresh data dir, start, wait until it answers
 #   scripts/kafka.sh stop     stop the broker started by `start` (idempotent)
+#   scripts/kafka.sh restart  stop the broker and start it again on the same data (topics,
+#                             offsets and transactions survive; for broker-loss tests)
 #   scripts/kafka.sh status   say whether it runs
 #
 # Kafka is not a Debian package and no Docker engine runs on our machines, but Maven
@@ -16,7 +18,7 @@
 #   KAFKA_PORT             client listener on 127.0.0.1 (default 19092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener (default 19093)
 #   KAFKA_DATA_DIR         log dirs, config, broker log and pid file (default .cache/kafka-data;
-#                          wiped on every start)
+#                          wiped on every start, kept by restart)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 60)
 #   KAFKA_HEAP_OPTS        JVM heap (default -Xms256m -Xmx512m)
 set -euo pipefail
@@ -234,6 +236,11 @@ cmd_start() {
             die "formatting KRaft storage failed"
         }
 
+    launch
+}
+
+# Starts the JVM on the existing data dir and waits until it answers.
+launch() {
     log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (data in ${KAFKA_DATA_DIR#"$ROOT"/})…"
     local started=$SECONDS
     # setsid: the broker gets its own process group (stop signals the group) and does not
@@ -301,6 +308,21 @@ cmd_stop() {
     log "broker stopped"
 }
 
+cmd_restart() {
+    cmd_fetch
+    [[ -f "$KAFKA_DATA_DIR/server.properties" ]] ||
+        die "no broker data in $KAFKA_DATA_DIR to restart on; use start"
+    cmd_stop
+    # The old JVM may hold its ports for a moment after exiting.
+    local deadline=$((SECONDS + 20))
+    while port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; do
+        ((SECONDS < deadline)) || die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT still in use after stop"
+        sleep 0.2
+    done
+    # The broker log is appended to, so the restart shows in the same server.log.
+    launch
+}
+
 cmd_status() {
     local pid
     if pid=$(broker_pid); then
@@ -319,9 +341,10 @@ case "${1:-}" in
 fetch) cmd_fetch ;;
 start) cmd_start ;;
 stop) cmd_stop ;;
+restart) cmd_restart ;;
 status) cmd_status ;;
 *)
-    echo "usage: $0 {fetch|start|stop|status}" >&2
+    echo "usage: $0 {fetch|start|stop|restart|status}" >&2
     exit 2
     ;;
 esac

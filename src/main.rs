@@ -121,10 +121,16 @@ fn main() -> anyhow::Result<()> {
             let config = args.resolve()?;
             init_tracing(config.log_format);
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(rollout_breaker::kafka::processor::run(
+            if let Err(e) = rt.block_on(rollout_breaker::kafka::processor::run(
                 config,
                 shutdown_signal(),
-            ))?;
+            )) {
+                eprintln!("Error: {e}");
+                // 78 (EX_CONFIG) when a restart as is cannot help (fenced, dead-letter flood,
+                // misconfigured topics), so a supervisor can stop restarting
+                // (systemd: RestartPreventExitStatus=78); 1 otherwise.
+                std::process::exit(if e.is_retryable() { 1 } else { 78 });
+            }
         }
         Command::Audit(args) => {
             let config = args.resolve()?;
@@ -182,6 +188,14 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(simulate(args))?;
         }
         Command::Bench(BenchCommand::Quality(args)) => bench_quality(&args)?,
+        Command::Rollout(args) => {
+            init_tracing_quiet();
+            std::process::exit(rollout_breaker::cli::operate::rollout(&args)?);
+        }
+        Command::Status(args) => {
+            init_tracing_quiet();
+            std::process::exit(rollout_breaker::cli::operate::status(&args)?);
+        }
     }
     Ok(())
 }

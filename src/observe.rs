@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -42,6 +42,115 @@ pub const RESTORE_TRUNCATED: &str = "rollout_breaker_restore_truncated_total";
 pub const TRANSACTIONS: &str = "rollout_breaker_transactions_total";
 /// Rollouts held in memory.
 pub const ROLLOUTS: &str = "rollout_breaker_rollouts";
+/// 1 while a broker answers, 0 after librdkafka reported every broker down.
+pub const BROKER_CONNECTED: &str = "rollout_breaker_broker_connected";
+/// Errors librdkafka reported about the cluster connection (refused, resolve, all down...).
+pub const BROKER_ERRORS: &str = "rollout_breaker_broker_errors_total";
+
+/// Every processor metric, as `/metrics` shows it (and the README's Operations list names
+/// it). Unlabelled ones are registered at zero by [`register_processor_metrics`], so a
+/// scrape shows them before anything happened.
+pub const PROCESSOR_METRICS: &[&str] = &[
+    RECORDS_IN,
+    DECISIONS,
+    DEAD_LETTERS,
+    LATE_EVENTS,
+    CONSUMER_LAG,
+    PARTITIONS_ASSIGNED,
+    PARTITIONS_RESTORED,
+    RESTORE_DECISIONS,
+    RESTORE_EVENTS,
+    RESTORE_TRUNCATED,
+    TRANSACTIONS,
+    ROLLOUTS,
+    BROKER_CONNECTED,
+    BROKER_ERRORS,
+];
+
+/// Registers the processor's unlabelled metrics at zero, so dashboards and alerts see them
+/// from the first scrape (a counter that never moved is otherwise absent).
+pub fn register_processor_metrics() {
+    counter!(LATE_EVENTS).absolute(0);
+    counter!(RESTORE_DECISIONS).absolute(0);
+    counter!(RESTORE_EVENTS).absolute(0);
+    counter!(RESTORE_TRUNCATED).absolute(0);
+    counter!(TRANSACTIONS).absolute(0);
+    counter!(BROKER_ERRORS).absolute(0);
+    gauge!(PARTITIONS_ASSIGNED).set(0.0);
+    gauge!(PARTITIONS_RESTORED).set(0.0);
+    gauge!(ROLLOUTS).set(0.0);
+}
+
+/// librdkafka reported an error about the cluster connection.
+pub struct BrokerUnreachable<'a> {
+    /// The configured `bootstrap.servers`.
+    pub bootstrap: &'a str,
+    /// librdkafka's error.
+    pub error: &'a str,
+    /// Whether every broker is down (librdkafka's `AllBrokersDown`), not just one connection.
+    pub all_down: bool,
+}
+
+impl BrokerUnreachable<'_> {
+    /// Logs a warning naming the bootstrap servers and counts; marks the broker down when
+    /// every broker is.
+    pub fn emit(&self, health: &Health) {
+        counter!(BROKER_ERRORS).increment(1);
+        warn!(
+            bootstrap = self.bootstrap,
+            error = self.error,
+            "Kafka cluster at {} cannot be reached: {}; retrying.",
+            self.bootstrap,
+            self.error
+        );
+        if self.all_down {
+            gauge!(BROKER_CONNECTED).set(0.0);
+            health.set_broker_down(format!("{}: {}", self.bootstrap, self.error));
+        }
+    }
+}
+
+/// A topic check at start found something to warn about (short retention, producer
+/// timestamps).
+pub struct TopicCheckWarning<'a>(pub &'a dyn std::fmt::Display);
+
+impl TopicCheckWarning<'_> {
+    /// Logs a warning.
+    pub fn emit(&self) {
+        warn!("{}", self.0);
+    }
+}
+
+/// A topic's configs could not be read at start, so its checks were skipped.
+pub struct TopicCheckSkipped<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// Why DescribeConfigs failed.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl TopicCheckSkipped<'_> {
+    /// Logs a warning.
+    pub fn emit(&self) {
+        warn!(topic = self.topic, error = %self.error, "Could not read the topic's configs; its cleanup.policy, retention and timestamp type are not checked.");
+    }
+}
+
+/// A broker answered (again).
+pub struct BrokerConnected<'a> {
+    /// The configured `bootstrap.servers`.
+    pub bootstrap: &'a str,
+}
+
+impl BrokerConnected<'_> {
+    /// Sets the gauge; logs when the cluster was unreachable before.
+    pub fn emit(&self, health: &Health) {
+        gauge!(BROKER_CONNECTED).set(1.0);
+        if health.set_broker_up() {
+            info!(bootstrap = self.bootstrap, "Kafka cluster reachable again.");
+        }
+    }
+}
 
 /// A decision was published.
 pub struct DecisionPublished<'a>(pub &'a Decision, pub i32);
@@ -105,6 +214,10 @@ pub struct Health {
     assigned: AtomicUsize,
     restored: AtomicUsize,
     running: AtomicBool,
+    /// The group has handed this instance its assignment at least once.
+    assignment_received: AtomicBool,
+    /// Why the cluster cannot be reached, while it cannot.
+    broker_down: Mutex<Option<String>>,
 }
 
 impl Default for Health {
@@ -115,6 +228,8 @@ impl Default for Health {
             assigned: AtomicUsize::new(0),
             restored: AtomicUsize::new(0),
             running: AtomicBool::new(false),
+            assignment_received: AtomicBool::new(false),
+            broker_down: Mutex::new(None),
         }
     }
 }
@@ -132,21 +247,63 @@ impl Health {
         gauge!(PARTITIONS_ASSIGNED).set(assigned as f64);
         gauge!(PARTITIONS_RESTORED).set(restored as f64);
     }
+    /// The group handed this instance an assignment (possibly empty): from now on
+    /// `assigned`/`restored` describe it.
+    pub fn set_assignment_received(&self) {
+        self.assignment_received.store(true, Ordering::Relaxed);
+    }
+    /// librdkafka reported every broker down; `why` names the bootstrap servers and error.
+    pub fn set_broker_down(&self, why: String) {
+        *self.broker_down.lock().expect("health lock") = Some(why);
+    }
+    /// A broker answered; returns whether it was down before.
+    pub fn set_broker_up(&self) -> bool {
+        self.broker_down
+            .lock()
+            .expect("health lock")
+            .take()
+            .is_some()
+    }
+    /// Why the cluster cannot be reached, while it cannot.
+    pub fn broker_down(&self) -> Option<String> {
+        self.broker_down.lock().expect("health lock").clone()
+    }
     /// Marks the processing loop as running (or stopped).
     pub fn set_running(&self, running: bool) {
         self.running.store(running, Ordering::Relaxed);
     }
-    /// Alive: the loop runs and polled within `max_gap`.
+    /// Alive: the loop runs and polled (or a restore made the loop wait) within `max_gap`,
+    /// and the cluster is not known to be unreachable.
     pub fn is_alive(&self, max_gap: Duration) -> bool {
         let now = self.started.elapsed().as_millis() as u64;
         self.running.load(Ordering::Relaxed)
             && now.saturating_sub(self.last_poll_ms.load(Ordering::Relaxed))
                 <= max_gap.as_millis() as u64
+            && self.broker_down().is_none()
     }
-    /// Ready: alive, and every assigned partition restored.
+    /// Ready: alive, the group has assigned this instance its partitions, and every one of
+    /// them is restored.
     pub fn is_ready(&self, max_gap: Duration) -> bool {
         self.is_alive(max_gap)
+            && self.assignment_received.load(Ordering::Relaxed)
             && self.restored.load(Ordering::Relaxed) == self.assigned.load(Ordering::Relaxed)
+    }
+    /// Why the process is not alive (`None` when it is): the text `/healthz` answers.
+    pub fn not_alive_reason(&self, max_gap: Duration) -> Option<String> {
+        if let Some(why) = self.broker_down() {
+            return Some(format!("broker unreachable: {why}"));
+        }
+        if !self.running.load(Ordering::Relaxed) {
+            return Some(
+                "processing loop not running (starting: checking topics, or stopped)".into(),
+            );
+        }
+        (!self.is_alive(max_gap)).then(|| {
+            format!(
+                "processing loop has not polled within {} ms",
+                max_gap.as_millis()
+            )
+        })
     }
     /// (assigned, restored) partitions.
     pub fn partitions(&self) -> (usize, usize) {
@@ -189,10 +346,9 @@ pub async fn serve_http(
         .route(
             "/healthz",
             get(|State(s): State<HttpState>| async move {
-                if s.health.is_alive(s.max_gap) {
-                    (StatusCode::OK, "alive\n".to_owned())
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not polling\n".to_owned())
+                match s.health.not_alive_reason(s.max_gap) {
+                    None => (StatusCode::OK, "alive\n".to_owned()),
+                    Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
                 }
             }),
         )
@@ -200,7 +356,14 @@ pub async fn serve_http(
             "/readyz",
             get(|State(s): State<HttpState>| async move {
                 let (assigned, restored) = s.health.partitions();
-                let body = format!("partitions assigned {assigned}, restored {restored}\n");
+                let mut body = format!("partitions assigned {assigned}, restored {restored}\n");
+                if !s.health.assignment_received.load(Ordering::Relaxed) {
+                    body.push_str("no assignment from the consumer group yet\n");
+                }
+                if let Some(why) = s.health.not_alive_reason(s.max_gap) {
+                    body.push_str(&why);
+                    body.push('\n');
+                }
                 if s.health.is_ready(s.max_gap) {
                     (StatusCode::OK, body)
                 } else {

@@ -60,8 +60,9 @@ proptest! {
     }
 
     /// A candidate that stops reporting while the baseline goes on trips the breaker once the
-    /// window holds `ln(1/alpha) / -ln(1 - ratio × share)` executions (plus the bucket and the
-    /// lateness it takes to judge them), at any traffic rate and in any trial phase.
+    /// window holds `ln(1/alpha) / -ln(1 - ratio × share)` executions after the phase's grace
+    /// period (plus the bucket and the lateness it takes to judge them), at any traffic rate
+    /// and in any trial phase.
     #[test]
     fn silence_trips_within_the_stated_bound(
         rate in 5u32..400,
@@ -73,7 +74,8 @@ proptest! {
         let needed = ((1.0 / policy.traffic_shortfall_alpha).ln() / -(1.0 - p).ln()).ceil();
         let gap = 1_000 / i64::from(rate);
         let rate = 1_000 / gap;
-        let window_holds = rate as f64 * policy.monitoring_window_ms as f64 / 1000.0;
+        let counted_ms = policy.monitoring_window_ms - policy.traffic_shortfall_grace_ms;
+        let window_holds = rate as f64 * counted_ms as f64 / 1000.0;
         let mut engine = Engine::new(policy.clone(), EngineOptions::default());
         let mut out = Vec::new();
         let mut tripped_after = None;
@@ -89,7 +91,11 @@ proptest! {
         }
         if needed <= window_holds {
             let bound = needed as i64
-                + rate * (policy.evaluation_interval_ms + policy.allowed_lateness_ms) as i64 / 1000
+                + rate
+                    * (policy.traffic_shortfall_grace_ms
+                        + 2 * policy.evaluation_interval_ms
+                        + policy.allowed_lateness_ms) as i64
+                    / 1000
                 + 1;
             let after = tripped_after.expect("a silent candidate trips");
             prop_assert!(after <= bound, "tripped after {after} executions, bound {bound}");

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod operate;
+
 use crate::config::{Config, ConfigError, LogFormat};
 
 /// Metric-driven circuit breaker for progressive rollouts of AI agents, on Apache Kafka.
@@ -48,6 +50,82 @@ pub enum Command {
     /// Benchmarks that need no broker.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Command a rollout: the command goes to the commands topic (partitioned like the events),
+    /// then the decision it caused, or the processor's refusal, is printed. Exit code 0 when
+    /// applied, 2 when refused, 3 when nothing came back in time.
+    Rollout(RolloutArgs),
+    /// Where every rollout stands (phase, traffic, breaker, since when, last action), read from
+    /// the decisions topic as routers read it.
+    Status(StatusArgs),
+}
+
+/// What an operator can ask of a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RolloutAction {
+    /// Begin (or begin again from OFF), optionally with its own policy and version labels.
+    Start,
+    /// Freeze automatic decisions; traffic stays where it is.
+    Pause,
+    /// Unfreeze automatic decisions.
+    Resume,
+    /// Move up one phase now.
+    Promote,
+    /// Trip the breaker now: back to OFF (needs --reason).
+    Abort,
+    /// Start again from the first phase after a rollback (a fix shipped).
+    Retry,
+    /// Forget a finished rollout (at OFF or FULL): routers drop it.
+    Retire,
+}
+
+/// `rollout` flags.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    pub action: RolloutAction,
+    /// The rollout id.
+    pub rollout: String,
+    /// Why (recorded in the decision; required for abort).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Who asks (recorded in the decision); defaults to the OS user.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// For start: the rollout's own policy (TOML or JSON file).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// For start: the candidate's version label.
+    #[arg(long)]
+    pub candidate_version: Option<String>,
+    /// For start: the baseline's version label.
+    #[arg(long)]
+    pub baseline_version: Option<String>,
+    /// Send the command and return without waiting for its outcome.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for the outcome.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Connection and topics (the processor's config).
+    #[command(flatten)]
+    pub connection: RunArgs,
+}
+
+/// `status` flags.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this rollout.
+    pub rollout: Option<String>,
+    /// JSON (one array of decisions) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every N seconds until interrupted.
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
+    /// Connection and topics (the processor's config).
+    #[command(flatten)]
+    pub connection: RunArgs,
 }
 
 /// `bench` subcommands.

@@ -151,6 +151,12 @@ const fn default_allowed_lateness_ms() -> u64 {
 const fn default_traffic_shortfall_ratio() -> Rate {
     Rate::from_const(0.5)
 }
+/// Default grace period of the shortfall check: the first 30 s of a phase are not counted
+/// (routers pick a phase change up within seconds; an auto-started rollout's first interval
+/// was served before any router knew the rollout).
+const fn default_traffic_shortfall_grace_ms() -> u64 {
+    30_000
+}
 /// Default false-alarm bound of the shortfall check, per evaluation: 1e-6 (one false trip in a
 /// million evaluations of a candidate that does get `ratio` × its share; at its full share the
 /// bound is far smaller).
@@ -203,6 +209,10 @@ pub struct Policy {
     /// Chernoff bound of the one-sided binomial tail, `exp(-n · KL(k/n ‖ p))`, is below it.
     #[serde(default = "default_traffic_shortfall_alpha")]
     pub traffic_shortfall_alpha: f64,
+    /// The first ms of each phase the shortfall check does not count (at most a day): routers
+    /// need a moment to follow a phase change.
+    #[serde(default = "default_traffic_shortfall_grace_ms")]
+    pub traffic_shortfall_grace_ms: u64,
     /// Decision rule: `"threshold"` (default; the seed's absolute thresholds, listed above) or
     /// `"statistical"` (the candidate against its baseline with anytime-valid tests, see
     /// [`crate::engine::stats`]). Omitted from serialized policies when it is the default, so
@@ -233,6 +243,7 @@ impl Default for Policy {
             allowed_lateness_ms: default_allowed_lateness_ms(),
             traffic_shortfall_ratio: default_traffic_shortfall_ratio(),
             traffic_shortfall_alpha: default_traffic_shortfall_alpha(),
+            traffic_shortfall_grace_ms: default_traffic_shortfall_grace_ms(),
             rule: Rule::default(),
             statistical: StatisticalParams::default(),
             metrics: Vec::new(),
@@ -303,6 +314,15 @@ impl Policy {
             return Err(PolicyError::new(
                 "traffic_shortfall_alpha",
                 format!("must be in (0, 0.5], got {}", self.traffic_shortfall_alpha),
+            ));
+        }
+        if self.traffic_shortfall_grace_ms > MAX_WINDOW_MS {
+            return Err(PolicyError::new(
+                "traffic_shortfall_grace_ms",
+                format!(
+                    "must be in [0, {MAX_WINDOW_MS}], got {}",
+                    self.traffic_shortfall_grace_ms
+                ),
             ));
         }
         let (rb, slo, adv) = (

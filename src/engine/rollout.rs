@@ -185,6 +185,22 @@ impl Rollout {
         }
     }
 
+    /// The fail-safe on silence over the window ending at `end`, less the phase's grace period
+    /// (see [`watchdog::traffic_shortfall`]).
+    fn traffic_shortfall(&self, end: EventTime) -> Option<watchdog::Verdict> {
+        let start = (end - self.policy.monitoring_window_ms as i64)
+            .max(self.phase_started_at + self.policy.traffic_shortfall_grace_ms as i64);
+        if start >= end {
+            return None;
+        }
+        watchdog::traffic_shortfall(
+            &self.policy,
+            self.phase,
+            &self.candidate.aggregate_counts(start, end),
+            &self.baseline.aggregate_counts(start, end),
+        )
+    }
+
     /// Judges the window ending at `end` and applies the verdict. Returns `None` at OFF.
     /// MAINTAIN decisions from here carry counts and means but no quantiles (merging sketches at
     /// every tick of every rollout is the engine's most expensive step, and MAINTAIN is never
@@ -229,14 +245,18 @@ impl Rollout {
                 WATCHDOG,
             ));
         }
-        let verdict = match self.policy.rule {
-            super::stats::Rule::Threshold => watchdog::judge(
-                &self.policy,
-                self.phase,
-                &metrics.candidate,
-                &metrics.baseline,
-            ),
-            super::stats::Rule::Statistical => self.judge_statistically(&metrics),
+        // The fail-safe on silence comes first, whatever the rule.
+        let verdict = match self.traffic_shortfall(end) {
+            Some(v) => v,
+            None => match self.policy.rule {
+                super::stats::Rule::Threshold => watchdog::judge(
+                    &self.policy,
+                    self.phase,
+                    &metrics.candidate,
+                    &metrics.baseline,
+                ),
+                super::stats::Rule::Statistical => self.judge_statistically(&metrics),
+            },
         };
         let to = match verdict.action {
             Action::Advance => self.phase.next().unwrap_or(self.phase),

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rdkafka::admin::{
     AdminClient, AdminOptions, ConfigResourceResult, NewTopic, ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::{Client, ClientContext, DefaultClientContext};
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 
@@ -182,9 +182,114 @@ pub enum AdminError {
         /// The admin operation.
         operation: &'static str,
     },
+    /// The decisions topic exists but is not compacted: routers and restores read it as a
+    /// table, and with `delete` its decisions would expire (every router would fall back to
+    /// the baseline, every restart would forget its rollouts). Not retryable.
+    #[error(
+        "topic '{topic}' has cleanup.policy={cleanup_policy}, but the decisions topic must be \
+         compacted; fix it with `kafka-configs.sh --bootstrap-server <broker> --alter \
+         --entity-type topics --entity-name {topic} --add-config cleanup.policy=compact`"
+    )]
+    NotCompacted {
+        /// The decisions topic.
+        topic: String,
+        /// Its `cleanup.policy` as the broker reports it.
+        cleanup_policy: String,
+    },
     /// A client-level error: the request could not be built, sent or answered in time.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+}
+
+/// Something about an existing topic that works but deserves an operator's look; the
+/// processor logs each at start.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicWarning {
+    /// The topic's `retention.ms` is shorter than the restore look-back, so a restart may
+    /// find the events it needs to rebuild windows deleted.
+    RetentionShorterThanLookBack {
+        /// The events topic.
+        topic: String,
+        /// Its `retention.ms`.
+        retention_ms: i64,
+        /// What a restore reads back, in ms of record time.
+        look_back_ms: u64,
+    },
+    /// The topic stamps records with the producer's time (`CreateTime`), not the broker's
+    /// (`LogAppendTime`), so record timestamps cannot bound a producer's clock.
+    CreateTime {
+        /// The topic.
+        topic: String,
+    },
+}
+
+impl fmt::Display for TopicWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TopicWarning::RetentionShorterThanLookBack {
+                topic,
+                retention_ms,
+                look_back_ms,
+            } => write!(
+                f,
+                "topic '{topic}' has retention.ms={retention_ms}, shorter than the restore \
+                 look-back of {look_back_ms} ms (monitoring_window + evaluation_interval + \
+                 2 x allowed_lateness + restore_slack + max_clock_skew): a restart may not rebuild windows \
+                 exactly; raise retention.ms above {look_back_ms}"
+            ),
+            TopicWarning::CreateTime { topic } => write!(
+                f,
+                "topic '{topic}' has message.timestamp.type=CreateTime: record timestamps \
+                 come from producers' clocks; set message.timestamp.type=LogAppendTime"
+            ),
+        }
+    }
+}
+
+/// Checks that the decisions topic's `cleanup.policy` (from [`topic_config`]) includes
+/// `compact`.
+pub fn check_compacted(topic: &str, configs: &BTreeMap<String, String>) -> Result<(), AdminError> {
+    let policy = configs
+        .get("cleanup.policy")
+        .map_or("delete", String::as_str);
+    if policy.split(',').any(|p| p.trim() == "compact") {
+        Ok(())
+    } else {
+        Err(AdminError::NotCompacted {
+            topic: topic.to_owned(),
+            cleanup_policy: policy.to_owned(),
+        })
+    }
+}
+
+/// Warns when `retention.ms` (from [`topic_config`]; -1 means forever) is shorter than
+/// `look_back_ms`.
+pub fn check_retention(
+    topic: &str,
+    configs: &BTreeMap<String, String>,
+    look_back_ms: u64,
+) -> Option<TopicWarning> {
+    let retention_ms: i64 = configs.get("retention.ms")?.parse().ok()?;
+    (retention_ms >= 0 && (retention_ms as u64) < look_back_ms).then(|| {
+        TopicWarning::RetentionShorterThanLookBack {
+            topic: topic.to_owned(),
+            retention_ms,
+            look_back_ms,
+        }
+    })
+}
+
+/// Warns when the topic's `message.timestamp.type` is not `LogAppendTime`.
+pub fn check_log_append_time(
+    topic: &str,
+    configs: &BTreeMap<String, String>,
+) -> Option<TopicWarning> {
+    (configs.get("message.timestamp.type").map(String::as_str) != Some("LogAppendTime")).then(
+        || TopicWarning::CreateTime {
+            topic: topic.to_owned(),
+        },
+    )
 }
 
 impl AdminError {
@@ -195,7 +300,8 @@ impl AdminError {
             AdminError::PermissionDenied { .. }
             | AdminError::UnknownTopic { .. }
             | AdminError::InvalidSpec { .. }
-            | AdminError::NotCoPartitioned { .. } => false,
+            | AdminError::NotCoPartitioned { .. }
+            | AdminError::NotCompacted { .. } => false,
             AdminError::NotVisible { .. } | AdminError::MissingResult { .. } => true,
             AdminError::Topic { code, .. } => code_is_retryable(*code),
             // rdkafka's `rdkafka_error_code()` says None for AdminOp, so look inside.
@@ -254,8 +360,8 @@ fn admin_options(timeout: Duration) -> AdminOptions {
 /// [`AdminError::PermissionDenied`] naming the topic. The statuses come back in the order of
 /// `specs`. Creating several topics is not atomic: on an error, topics before it may have been
 /// created.
-pub async fn ensure_topics(
-    admin: &AdminClient<DefaultClientContext>,
+pub async fn ensure_topics<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
     specs: &[TopicSpec],
     timeout: Duration,
 ) -> Result<Vec<TopicStatus>, AdminError> {
@@ -327,8 +433,8 @@ pub async fn ensure_topics(
     Ok(statuses)
 }
 
-async fn wait_until_visible(
-    admin: &AdminClient<DefaultClientContext>,
+async fn wait_until_visible<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
     topics: &[&str],
     timeout: Duration,
 ) -> Result<(), AdminError> {
@@ -364,8 +470,8 @@ async fn wait_until_visible(
 /// A topic that does not exist gives [`AdminError::UnknownTopic`]. So does a topic the
 /// principal may not describe: rdkafka 0.39 does not pass on the broker's per-topic error
 /// code here, so the two cannot be told apart.
-pub async fn topic_config(
-    admin: &AdminClient<DefaultClientContext>,
+pub async fn topic_config<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
     topic: &str,
     timeout: Duration,
 ) -> Result<BTreeMap<String, String>, AdminError> {
@@ -528,6 +634,44 @@ mod tests {
                 .is_retryable()
         );
         assert!(!AdminError::PermissionDenied { topic: "t".into() }.is_retryable());
+    }
+
+    fn configs(list: &[(&str, &str)]) -> BTreeMap<String, String> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn decisions_must_be_compacted() {
+        check_compacted("d", &configs(&[("cleanup.policy", "compact")])).unwrap();
+        check_compacted("d", &configs(&[("cleanup.policy", "compact,delete")])).unwrap();
+        let err = check_compacted("d", &configs(&[("cleanup.policy", "delete")])).unwrap_err();
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(
+            text.contains("'d'") && text.contains("cleanup.policy=compact"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn short_retention_and_create_time_are_warned_about() {
+        let c = configs(&[("retention.ms", "60000")]);
+        let w = check_retention("e", &c, 400_000).unwrap();
+        let text = w.to_string();
+        assert!(text.contains("60000") && text.contains("400000"), "{text}");
+        assert!(check_retention("e", &configs(&[("retention.ms", "-1")]), 1).is_none());
+        assert!(check_retention("e", &configs(&[("retention.ms", "500000")]), 400_000).is_none());
+        assert!(check_log_append_time(
+            "e",
+            &configs(&[("message.timestamp.type", "LogAppendTime")])
+        )
+        .is_none());
+        assert!(
+            check_log_append_time("e", &configs(&[("message.timestamp.type", "CreateTime")]))
+                .is_some()
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 
 use super::client::reader_config;
 use super::read::{read_range, record_view};
+use super::retry::with_backoff;
 use crate::codec;
 use crate::config::Config;
 use crate::engine::{Engine, LatestDecisions, Phase};
@@ -74,7 +75,9 @@ pub fn restore_partition(
     let timeout = Duration::from_secs(30);
 
     // 1. Phases.
-    let (low, high) = consumer.fetch_watermarks(&topics.decisions, partition, timeout)?;
+    let (low, high) = with_backoff("fetch_watermarks", || {
+        consumer.fetch_watermarks(&topics.decisions, partition, timeout)
+    })?;
     let mut latest = LatestDecisions::new();
     read_range(
         config,
@@ -127,7 +130,9 @@ pub fn restore_partition(
 
     // 2. Windows.
     if let Some(committed) = committed_events_offset.filter(|_| !latest.is_empty()) {
-        let (ev_low, ev_high) = consumer.fetch_watermarks(&topics.events, partition, timeout)?;
+        let (ev_low, ev_high) = with_backoff("fetch_watermarks", || {
+            consumer.fetch_watermarks(&topics.events, partition, timeout)
+        })?;
         info!(
             partition,
             committed, ev_low, ev_high, "Events partition before window rebuild."
@@ -158,7 +163,9 @@ pub fn restore_partition(
                 );
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&topics.events, partition, Offset::Offset(from_ts))?;
-            let found = consumer.offsets_for_times(tpl, timeout)?;
+            let found = with_backoff("offsets_for_times", || {
+                consumer.offsets_for_times(tpl.clone(), timeout)
+            })?;
             let from = match found
                 .find_partition(&topics.events, partition)
                 .map(|e| e.offset())

@@ -5,9 +5,11 @@
 //!   routes with the sticky splitter ([`crate::engine::splitter`]); [`CatchUp`] and
 //!   [`Freshness`] decide Loading / Ready / Stale from positions, end offsets and a clock
 //!   reading passed in.
-//! - [`follower`]: the Kafka shell. [`DecisionTable`] follows the topic on its own threads
-//!   (manual assignment from the beginning, `read_committed`, no group, no commits) and swaps
-//!   an immutable snapshot after each applied batch, so lookups take no lock.
+//! - The Kafka shell, one job per file: [`config`] ([`RouterConfig`]), [`error`]
+//!   ([`RouterError`]), [`decision_table`] (the public API: [`DecisionTable`] answers lookups
+//!   from an immutable snapshot, so they take no lock) and `follower` (the thread that follows
+//!   the topic: manual assignment from the beginning, `read_committed`, no group, no commits,
+//!   and swaps a snapshot after each applied batch).
 //!
 //! Fail safe: the baseline serves every request of an unknown rollout, and every request while
 //! the table is loading or stale.
@@ -25,10 +27,15 @@
 //! # Ok(()) }
 //! ```
 
-pub mod follower;
+pub mod config;
+pub mod decision_table;
+pub mod error;
+mod follower;
 pub mod table;
 
-pub use follower::{DecisionTable, LookupCounts, RouterConfig, RouterError, DEFAULT_STALE_AFTER};
+pub use config::{RouterConfig, DEFAULT_STALE_AFTER};
+pub use decision_table::{DecisionTable, LookupCounts};
+pub use error::RouterError;
 pub use table::{Applied, CatchUp, Freshness, Route, RouteEntry, RouteReason, Table, TableState};
 
 /// Lookups answered, by `outcome` (`candidate`, `baseline`, `unknown`, `loading`, `stale`).

@@ -15,6 +15,7 @@ use testcontainers_modules::kafka::apache;
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::ContainerAsync;
 
+pub mod http;
 pub mod processor;
 
 /// Generous bound for admin calls against a broker that may still be warming up.

@@ -199,6 +199,20 @@ pub async fn await_decisions(
         .unwrap()
 }
 
+impl Running {
+    /// The processor's result if it stops on its own within `timeout` (then the handle is
+    /// spent: do not call [`Running::stop`]).
+    pub async fn result_within(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<Result<(), rollout_breaker::kafka::processor::ProcessorError>> {
+        tokio::time::timeout(timeout, &mut self.task)
+            .await
+            .ok()
+            .map(|r| r.expect("processor task panicked"))
+    }
+}
+
 /// One record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Record {

@@ -112,15 +112,6 @@ impl Rollout {
     /// ending at the bucket just closed (its baseline completion gates the guard and the
     /// incident hold).
     pub(super) fn judge_statistically(&self, metrics: &MetricsSnapshot) -> Verdict {
-        // The fail-safe on silence does not depend on the rule.
-        if let Some(v) = super::super::watchdog::traffic_shortfall(
-            &self.policy,
-            self.phase,
-            &metrics.candidate,
-            &metrics.baseline,
-        ) {
-            return v;
-        }
         let base = baseline_completion(metrics.baseline.samples, metrics.baseline.successes);
         let v = self.stats.judge_with_metrics(
             self.phase,

@@ -56,6 +56,21 @@ impl<'a> From<&'a OwnedMessage> for Source<'a> {
 }
 
 impl Processor {
+    /// Fails when the share of dead letters over the window exceeds the limit.
+    pub(super) fn check_dead_letter_flood(&self) -> Result<(), ProcessorError> {
+        if let Some(ratio) = self.dead_letters.ratio() {
+            let limit = self.config.processing.max_dead_letter_ratio;
+            if ratio > limit {
+                return Err(ProcessorError::DeadLetterFlood {
+                    ratio,
+                    window: self.dead_letters.recent.len() as u64,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn dead_letter<'a>(
         &mut self,
         m: impl Into<Source<'a>>,

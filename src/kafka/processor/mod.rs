@@ -31,12 +31,14 @@
 //! # Layout
 //!
 //! - [`error`]: [`ProcessorError`] and whether a restart may help.
-//! - `context`: the consumer context (rebalance notifications, lag from statistics).
+//! - `context`: the clients' contexts (rebalance notifications, lag from statistics, whether
+//!   the cluster can be reached).
 //! - `worker`: the [`Processor`] and its polling loop.
 //! - `rebalance`: parking, reuse and parallel restore of assigned partitions.
 //! - `transaction`: one batch in one Kafka transaction.
 //! - `dead_letter`: refused records and the flood check.
-//! - `service`: [`run`] and [`ensure_topics`]: topics, HTTP, signals, the blocking thread.
+//! - `service`: [`run`] and [`ensure_topics`]: HTTP, topic checks (retried while the cluster
+//!   cannot be reached), signals, the blocking thread.
 
 mod context;
 mod dead_letter;
@@ -47,5 +49,5 @@ mod transaction;
 mod worker;
 
 pub use error::ProcessorError;
-pub use service::{ensure_topics, run};
+pub use service::{ensure_topics, restore_look_back_ms, run};
 pub use worker::Processor;

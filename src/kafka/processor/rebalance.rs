@@ -14,6 +14,7 @@ use super::worker::{Input, PartitionState, Processor};
 use crate::config::Config;
 use crate::engine::{Engine, EngineOptions};
 use crate::kafka::restore::restore_partition;
+use crate::kafka::retry::with_backoff;
 use crate::observe;
 
 impl Processor {
@@ -60,9 +61,15 @@ impl Processor {
                 _ => to_restore.push((p, committed)),
             }
         }
+        // Not ready until every assigned partition is restored.
+        self.health.set_partitions(
+            self.partitions.len() + to_restore.len(),
+            self.partitions.len(),
+        );
         // Partitions restore in parallel, each with consumers of its own; nothing of theirs is
         // processed before every one has finished.
         let config = &self.config;
+        let health = &self.health;
         let admission = &self.admission;
         let restored: Vec<Result<(i32, PartitionState), KafkaError>> =
             std::thread::scope(|scope| {
@@ -86,6 +93,13 @@ impl Processor {
                         })
                     })
                     .collect();
+                // The loop waits here, not stuck: keep `/healthz` alive while restores run
+                // (each read is bounded by the restore timeout).
+                while !handles.iter().all(|h| h.is_finished()) {
+                    health.polled();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                health.polled();
                 handles
                     .into_iter()
                     .map(|h| h.join().expect("restore thread panicked"))
@@ -98,13 +112,18 @@ impl Processor {
         self.parked.retain(|p, _| !self.partitions.contains_key(p));
         let n = self.partitions.len();
         self.health.set_partitions(n, n);
+        self.update_rollouts_gauge();
+        Ok(())
+    }
+
+    /// Sets `rollout_breaker_rollouts` to the rollouts held by the assigned partitions.
+    pub(super) fn update_rollouts_gauge(&self) {
         metrics::gauge!(observe::ROLLOUTS).set(
             self.partitions
                 .values()
                 .map(|s| s.engine.len())
                 .sum::<usize>() as f64,
         );
-        Ok(())
     }
 }
 
@@ -122,7 +141,9 @@ fn committed(
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&config.topics.events, p);
         tpl.add_partition(&config.topics.commands, p);
-        let got = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+        let got = with_backoff("committed_offsets", || {
+            consumer.committed_offsets(tpl.clone(), Duration::from_secs(30))
+        })?;
         let unstable = got.elements().iter().find_map(|e| e.error().err());
         match unstable {
             Some(e) if Instant::now() < deadline => {

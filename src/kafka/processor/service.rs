@@ -1,33 +1,69 @@
-//! The service around the loop: topic checks, HTTP endpoints, signals, the blocking thread.
+//! The service around the loop: HTTP endpoints, topic checks (retried while the cluster cannot
+//! be reached), signals, the blocking thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::admin::AdminClient;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use tracing::info;
+use rdkafka::producer::{BaseProducer, Producer};
+use tracing::{info, warn};
 
+use super::context::{BrokerWatch, WatchedContext};
 use super::error::ProcessorError;
 use super::worker::Processor;
 use crate::config::Config;
+use crate::kafka::admin::{self, TopicSpec, TopicWarning};
 use crate::kafka::client::client_config;
-use crate::observe::{self, Health};
+use crate::kafka::retry;
+use crate::observe::{
+    self, BrokerConnected, BrokerUnreachable, Health, TopicCheckSkipped, TopicCheckWarning,
+};
 
-/// Creates or checks the topics: decisions compacted, all three co-partitioned.
-pub async fn ensure_topics(config: &Config) -> Result<(), ProcessorError> {
-    use crate::kafka::admin::{self, TopicSpec};
-    use rdkafka::admin::AdminClient;
-    use rdkafka::client::DefaultClientContext;
+/// Creates or checks the topics: events and commands created with broker timestamps
+/// (`LogAppendTime`), decisions compacted, all three co-partitioned. An existing decisions
+/// topic that is not compacted is an error; an events topic whose retention is shorter than
+/// the restore look-back, and events or commands topics stamped with producers' clocks
+/// (`CreateTime`), are warnings: they are logged and returned.
+pub async fn ensure_topics(config: &Config) -> Result<Vec<TopicWarning>, ProcessorError> {
+    ensure_topics_watched(
+        config,
+        BrokerWatch {
+            health: Arc::new(Health::default()),
+            bootstrap: config.kafka.bootstrap_servers.clone(),
+        },
+    )
+    .await
+}
+
+/// What a restore reads back from the events topic with the default policy, in ms of record
+/// time (see [`crate::kafka::restore`]).
+pub fn restore_look_back_ms(config: &Config) -> u64 {
+    let p = &config.policy;
+    p.monitoring_window_ms
+        + p.evaluation_interval_ms
+        + 2 * p.allowed_lateness_ms
+        + config.processing.restore_slack_ms
+        + config.processing.max_clock_skew_ms
+}
+
+async fn ensure_topics_watched(
+    config: &Config,
+    watch: BrokerWatch,
+) -> Result<Vec<TopicWarning>, ProcessorError> {
     let t = &config.topics;
-    let admin_client: AdminClient<DefaultClientContext> =
-        client_config(&config.kafka, &[]).create()?;
+    let admin_client: AdminClient<WatchedContext> =
+        client_config(&config.kafka, &[]).create_with_context(WatchedContext(watch.clone()))?;
     let spec = |name: &str| {
         TopicSpec::new(name, t.partitions).with_replication_factor(t.replication_factor)
     };
+    // Broker timestamps give every record a time no producer's clock can move.
+    let broker_time = ("message.timestamp.type", "LogAppendTime");
     let specs = vec![
-        spec(&t.events),
+        spec(&t.events).with_config(broker_time.0, broker_time.1),
         spec(&t.decisions).with_config("cleanup.policy", "compact"),
-        spec(&t.commands),
+        spec(&t.commands).with_config(broker_time.0, broker_time.1),
         spec(&t.dead_letter),
     ];
     let timeout = Duration::from_secs(30);
@@ -55,19 +91,121 @@ pub async fn ensure_topics(config: &Config) -> Result<(), ProcessorError> {
         .await
         .expect("partition count task panicked")?;
     admin::check_co_partitioned(&counts)?;
+    BrokerConnected {
+        bootstrap: &watch.bootstrap,
+    }
+    .emit(&watch.health);
+
+    // The topics exist (their partitions were just counted), so a failing DescribeConfigs
+    // means the cluster does not offer it (librdkafka's mock cluster) or denies it: the checks
+    // are then skipped with a warning rather than keeping the processor from starting. The
+    // client is connected by now, so a second is ample, and the demo's mock cluster (which
+    // never answers) delays the start by no more than that.
+    let describe = Duration::from_secs(1);
+    let (decisions, events, commands) = tokio::join!(
+        admin::topic_config(&admin_client, &t.decisions, describe),
+        admin::topic_config(&admin_client, &t.events, describe),
+        admin::topic_config(&admin_client, &t.commands, describe),
+    );
+    let mut warnings: Vec<TopicWarning> = Vec::new();
+    match decisions {
+        Ok(c) => admin::check_compacted(&t.decisions, &c)?,
+        Err(e) => TopicCheckSkipped {
+            topic: &t.decisions,
+            error: &e,
+        }
+        .emit(),
+    }
+    match events {
+        Ok(c) => warnings.extend(
+            [
+                admin::check_retention(&t.events, &c, restore_look_back_ms(config)),
+                admin::check_log_append_time(&t.events, &c),
+            ]
+            .into_iter()
+            .flatten(),
+        ),
+        Err(e) => TopicCheckSkipped {
+            topic: &t.events,
+            error: &e,
+        }
+        .emit(),
+    }
+    match commands {
+        Ok(c) => warnings.extend(admin::check_log_append_time(&t.commands, &c)),
+        Err(e) => TopicCheckSkipped {
+            topic: &t.commands,
+            error: &e,
+        }
+        .emit(),
+    }
+    for w in &warnings {
+        TopicCheckWarning(w).emit();
+    }
+    Ok(warnings)
+}
+
+/// Asks the cluster for metadata until it answers (or `stop` is set), reporting every
+/// failure within seconds: librdkafka's own errors (connection refused, name not resolved)
+/// through the client's context, and the failed request itself.
+fn wait_for_cluster(
+    config: &Config,
+    watch: &BrokerWatch,
+    stop: &AtomicBool,
+) -> Result<(), ProcessorError> {
+    let probe: BaseProducer<WatchedContext> =
+        client_config(&config.kafka, &[]).create_with_context(WatchedContext(watch.clone()))?;
+    let mut backoff = Duration::from_millis(500);
+    while !stop.load(Ordering::Relaxed) {
+        match probe.client().fetch_metadata(None, Duration::from_secs(3)) {
+            Ok(_) => {
+                BrokerConnected {
+                    bootstrap: &watch.bootstrap,
+                }
+                .emit(&watch.health);
+                return Ok(());
+            }
+            Err(e) => {
+                // Serves librdkafka's error events (they name the cause) to the context.
+                probe.poll(Duration::ZERO);
+                BrokerUnreachable {
+                    bootstrap: &watch.bootstrap,
+                    error: &e.to_string(),
+                    all_down: true,
+                }
+                .emit(&watch.health);
+            }
+        }
+        let until = std::time::Instant::now() + backoff;
+        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
     Ok(())
 }
 
-/// Runs the processor until `shutdown` completes: topics, HTTP endpoints, then the processing
-/// loop on a blocking thread. Returns when the loop has committed its last batch.
+/// Whether a failed topic setup may succeed later without anyone changing anything
+/// (cluster unreachable, leader moving, request timed out).
+fn setup_may_recover(e: &ProcessorError) -> bool {
+    match e {
+        ProcessorError::Admin(e) => e.is_retryable(),
+        ProcessorError::Kafka(e) => retry::is_transient(e),
+        _ => false,
+    }
+}
+
+/// Runs the processor until `shutdown` completes: HTTP endpoints first (so `/healthz` can say
+/// why nothing happens yet), topics (retried while the cluster cannot be reached), then the
+/// processing loop on a blocking thread. Returns when the loop has committed its last batch.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ProcessorError> {
-    ensure_topics(&config).await?;
     let health = Arc::new(Health::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Dropping the sender (any return below) stops the listener too.
+    let (_http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(addr) = config.http.listen {
         observe::serve_http(
             addr,
@@ -78,6 +216,46 @@ pub async fn run(
             },
         )
         .await?;
+    }
+    observe::register_processor_metrics();
+    tokio::pin!(shutdown);
+    let watch = BrokerWatch {
+        health: health.clone(),
+        bootstrap: config.kafka.bootstrap_servers.clone(),
+    };
+    let probe_stop = Arc::new(AtomicBool::new(false));
+    let probe = tokio::task::spawn_blocking({
+        let (config, watch, stop) = (config.clone(), watch.clone(), probe_stop.clone());
+        move || wait_for_cluster(&config, &watch, &stop)
+    });
+    tokio::select! {
+        r = probe => r.expect("cluster probe panicked")?,
+        () = &mut shutdown => {
+            probe_stop.store(true, Ordering::Relaxed);
+            info!("Shutdown requested before the cluster answered.");
+            return Ok(());
+        }
+    }
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            r = ensure_topics_watched(&config, watch.clone()) => match r {
+                Ok(_) => break,
+                Err(e) if setup_may_recover(&e) => {
+                    warn!(bootstrap = %config.kafka.bootstrap_servers, error = %e, retry_in_ms = backoff.as_millis() as u64, "Topic setup failed; retrying.");
+                }
+                Err(e) => return Err(e),
+            },
+            () = &mut shutdown => {
+                info!("Shutdown requested before the topics were ready.");
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
     // If this future is dropped (its task cancelled, its runtime shutting down), the loop on
     // the blocking thread must still stop, or the runtime would wait for it forever.
@@ -90,11 +268,11 @@ pub async fn run(
     let _stop_on_drop = StopOnDrop(stop.clone());
     let loop_stop = stop.clone();
     let loop_health = health.clone();
+    let id = config.transactional_id();
     let mut worker = tokio::task::spawn_blocking(move || {
         let processor = Processor::new(config, loop_health)?;
         processor.run(&loop_stop)
     });
-    tokio::pin!(shutdown);
     let result = tokio::select! {
         r = &mut worker => r,
         () = &mut shutdown => {
@@ -103,6 +281,7 @@ pub async fn run(
             worker.await
         }
     };
-    let _ = http_stop_tx.send(());
-    result.expect("processor thread panicked")
+    result
+        .expect("processor thread panicked")
+        .map_err(|e| e.identify_fencing(&id))
 }

@@ -153,6 +153,9 @@ impl Processor {
         while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
             let _ = self.producer.flush(Duration::from_millis(2));
         }
+        // A flood stops the processor before this batch commits: the batch is aborted, so
+        // neither its dead letters nor its offsets are kept and a restart sees the same input.
+        self.check_dead_letter_flood()?;
         let mut offsets = TopicPartitionList::new();
         for ((is_events, p), o) in &next {
             let topic = if *is_events {
@@ -191,16 +194,7 @@ impl Processor {
             metrics::counter!(observe::LATE_EVENTS).increment(late - self.late_seen);
         }
         self.late_seen = late;
-        if let Some(ratio) = self.dead_letters.ratio() {
-            let limit = self.config.processing.max_dead_letter_ratio;
-            if ratio > limit {
-                return Err(ProcessorError::DeadLetterFlood {
-                    ratio,
-                    window: self.dead_letters.recent.len() as u64,
-                    limit,
-                });
-            }
-        }
+        self.update_rollouts_gauge();
         Ok(())
     }
 

@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::Message;
 use tracing::{error, info, warn};
 
-use super::context::{Ctx, RebalanceLog};
+use super::context::{BrokerWatch, Ctx, RebalanceLog};
 use super::dead_letter::DeadLetterRatio;
-use super::error::ProcessorError;
+use super::error::{fatal_consumer_error, ProcessorError};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::input::AdmissionRules;
@@ -62,6 +63,10 @@ impl Processor {
         let ctx = Ctx {
             log: log.clone(),
             events_topic: config.topics.events.clone(),
+            broker: BrokerWatch {
+                health: health.clone(),
+                bootstrap: config.kafka.bootstrap_servers.clone(),
+            },
         };
         let consumer: BaseConsumer<Ctx> = client_config_with_defaults(
             &config.kafka,
@@ -71,6 +76,9 @@ impl Processor {
             ],
             &[
                 ("group.id", &config.kafka.group_id),
+                // Static membership: a restarted instance gets its partitions back at once
+                // instead of after session.timeout.ms.
+                ("group.instance.id", &config.transactional_id()),
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("isolation.level", "read_committed"),
@@ -165,6 +173,9 @@ impl Processor {
                         }
                         first_at.get_or_insert_with(Instant::now);
                         batch.push(Input { msg });
+                    }
+                    Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                        return Err(fatal_consumer_error(&self.consumer, code));
                     }
                     Some(Err(e)) => warn!(error = %e, "Consumer error."),
                     None => {}
