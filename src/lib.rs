@@ -31,20 +31,37 @@
 //! - `quality` (hidden, serves the binary): the decision-quality simulator behind
 //!   `rollout-breaker bench quality`.
 //! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin).
+//!
+//! # Features
+//!
+//! `default` = `processor` + `cli`. `client` alone builds what a router or an agent needs —
+//! [`router`], [`agent`], [`codec`], [`engine`], [`config`], [`input`] — without clap, axum,
+//! the Prometheus exporter or the processor (`kafka`, `observe`, `controller`, `sim`,
+//! `fleet`, `demo`, which need `processor`; `cli` needs `cli`).
 #![warn(missing_docs)]
+// The layout above names every module; without the default features some are not built.
+#![cfg_attr(not(feature = "cli"), allow(rustdoc::broken_intra_doc_links))]
 
 pub mod agent;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "processor")]
 pub mod controller;
+#[cfg(feature = "processor")]
 pub mod demo;
 pub mod engine;
+#[cfg(feature = "processor")]
 pub mod fleet;
 pub mod input;
+#[cfg(feature = "processor")]
 pub mod kafka;
+#[cfg(feature = "processor")]
 pub mod observe;
+#[cfg(feature = "processor")]
 #[doc(hidden)]
 pub mod quality;
 pub mod router;
+#[cfg(feature = "processor")]
 pub mod sim;

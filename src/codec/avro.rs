@@ -10,39 +10,53 @@ use std::sync::LazyLock;
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
 
+use super::canonical;
 use super::error::DecodeError;
 
 /// The parsed schemas, their canonical-form fingerprints, parsed once.
 pub(crate) struct Parsed {
     pub(crate) schema: Schema,
+    /// The specification's Parsing Canonical Form (see [`super::canonical`]).
+    pub(crate) canonical_form: String,
+    /// CRC-64-AVRO of [`Self::canonical_form`]: what single-object headers carry when written.
     pub(crate) fingerprint: u64,
-    /// Fingerprints of earlier versions (`schemas/history/`) whose records this version still
-    /// reads: every change so far appended optional fields, so an earlier record is a prefix of
-    /// the current layout and the missing fields take their defaults.
+    /// Other fingerprints whose records this version reads, accepted on decode only:
+    /// - the legacy fingerprint of this version: apache-avro's canonical form, which keeps
+    ///   `{"type":"long"}` for logical types, was written before the standard one;
+    /// - the standard and legacy fingerprints of earlier versions (`schemas/history/`): every
+    ///   change so far appended optional fields, so an earlier record is a prefix of the
+    ///   current layout and the missing fields take their defaults.
     pub(crate) earlier: Vec<u64>,
 }
 
-fn fingerprint(text: &str) -> (Schema, u64) {
+/// The standard and the legacy (apache-avro `canonical_form()`) fingerprints of a schema text.
+fn fingerprints(text: &str) -> (Schema, String, u64, u64) {
     // The schemas are compiled into the binary and covered by tests: a parse failure is a
     // build defect, not an input error.
     let schema = Schema::parse_str(text).expect("schemas/*.avsc must parse");
+    let canonical = canonical::parsing_canonical_form(text).expect("schemas/*.avsc must parse");
+    let standard = canonical::crc64_avro(canonical.as_bytes());
     let fp = schema.fingerprint::<Rabin>().bytes;
     let mut le = [0u8; 8];
     le.copy_from_slice(&fp[..8]);
-    (schema, u64::from_le_bytes(le))
+    (schema, canonical, standard, u64::from_le_bytes(le))
 }
 
 fn parse(text: &str, history: &[&str]) -> Parsed {
-    let (schema, fingerprint) = fingerprint(text);
+    let (schema, canonical_form, fingerprint, legacy) = fingerprints(text);
+    let mut earlier = vec![legacy];
+    for h in history {
+        let (_, _, standard, legacy) = fingerprints(h);
+        earlier.extend([standard, legacy]);
+    }
+    earlier.retain(|&fp| fp != fingerprint);
+    earlier.dedup();
     Parsed {
         schema,
+        canonical_form,
         fingerprint,
-        earlier: history.iter().map(|h| fingerprint_of(h)).collect(),
+        earlier,
     }
-}
-
-fn fingerprint_of(text: &str) -> u64 {
-    fingerprint(text).1
 }
 
 pub(crate) const EVENT_AVSC: &str = include_str!("../../schemas/execution_event.avsc");
@@ -300,10 +314,24 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_are_those_of_apache_avro() {
+    fn apache_avro_fingerprints_are_still_read_but_not_written() {
         for p in [&*EVENT, &*DECISION, &*COMMAND] {
-            let fp = p.schema.fingerprint::<Rabin>().bytes;
-            assert_eq!(fp, p.fingerprint.to_le_bytes());
+            let legacy = u64::from_le_bytes(
+                p.schema.fingerprint::<Rabin>().bytes[..8]
+                    .try_into()
+                    .unwrap(),
+            );
+            // Every schema has a timestamp-millis field, where the two forms differ.
+            assert_ne!(legacy, p.fingerprint);
+            assert!(p.earlier.contains(&legacy));
+            // Same checksum, different input: the difference is only the canonical form.
+            assert_eq!(
+                canonical::crc64_avro(p.schema.canonical_form().as_bytes()),
+                legacy
+            );
         }
+        // Current, current legacy, v1 standard, v1 legacy.
+        assert_eq!(DECISION.earlier.len(), 3);
+        assert_eq!(COMMAND.earlier.len(), 3);
     }
 }

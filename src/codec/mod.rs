@@ -11,19 +11,22 @@
 //! | config value (JSON / TOML)                                   | bytes on the wire |
 //! |--------------------------------------------------------------|-------------------|
 //! | `"json"`                                                     | a UTF-8 JSON object, field names below |
-//! | `"avro"` (alias `"avro_single_object"`)                      | `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the schema's parsing canonical form, the Avro binary body |
+//! | `"avro"` (alias `"avro_single_object"`)                      | `C3 01`, the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form (as the Avro specification defines it: logical types reduce to their primitive), the Avro binary body |
 //! | `{ "avro_confluent": { "schema_id": 7 } }` / `encoding = { avro_confluent = { schema_id = 7 } }` | `00`, the 4-byte big-endian schema-registry id, the Avro binary body |
 //!
 //! Encoding with `avro_confluent` writes the topic's `schema_id`; decoding accepts that id and
 //! any id listed for the record type in [`SchemaIds`] (e.g. earlier registrations of the same
-//! subject). [`decode_event_any`] and friends sniff the framing (`{` → JSON, `C3 01` →
+//! subject). Single-object decoding accepts the fingerprint written and the legacy ones of
+//! records written before the standard form was used (see
+//! [`RecordKind::accepted_fingerprints`]). [`decode_event_any`] and friends sniff the framing (`{` → JSON, `C3 01` →
 //! single-object, `00` → Confluent with any id) for dead-letter and operations tools.
 //!
 //! # Field names
 //!
 //! JSON uses exactly the Avro field names (snake_case). Optional fields may be absent or
 //! `null`; unknown fields are ignored (so newer producers can add fields); an absent required
-//! field is [`DecodeError::MissingField`]. Enum values are the upper-case Avro symbols.
+//! field is [`DecodeError::MissingField`]. Enum values are the upper-case Avro symbols, matched
+//! case-sensitively (`"CANDIDATE"`; `"candidate"` is `invalid_field`).
 //!
 //! `ExecutionEvent` (`schemas/execution_event.avsc`):
 //!
@@ -99,6 +102,7 @@
 //! extra bytes is refused ([`DecodeError::TrailingBytes`]).
 
 mod avro;
+mod canonical;
 mod command;
 mod decision;
 mod error;
@@ -108,6 +112,7 @@ mod json;
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
+pub use canonical::{crc64_avro, parsing_canonical_form, schema_fingerprint, CanonicalFormError};
 pub use error::DecodeError;
 
 use crate::engine::{Command, Decision, ExecutionEvent, LatencyMs};
@@ -174,10 +179,24 @@ impl RecordKind {
         &self.parsed().schema
     }
 
-    /// CRC-64-AVRO (Rabin) fingerprint of the schema's parsing canonical form, as the
-    /// single-object header carries it (little-endian).
+    /// CRC-64-AVRO (Rabin) fingerprint of the schema's Parsing Canonical Form as the Avro
+    /// specification defines it, as the single-object header carries it (little-endian).
+    /// Decoding also accepts [`accepted_fingerprints`](Self::accepted_fingerprints).
     pub fn fingerprint(self) -> u64 {
         self.parsed().fingerprint
+    }
+
+    /// The schema's Parsing Canonical Form (see [`parsing_canonical_form`]).
+    pub fn canonical_form(self) -> &'static str {
+        &self.parsed().canonical_form
+    }
+
+    /// Every single-object fingerprint a decode accepts: [`fingerprint`](Self::fingerprint),
+    /// then the legacy ones (the `apache-avro` crate's canonical form, written by earlier
+    /// releases) and those of earlier schema versions (`schemas/history/`).
+    pub fn accepted_fingerprints(self) -> impl Iterator<Item = u64> {
+        let p = self.parsed();
+        std::iter::once(p.fingerprint).chain(p.earlier.iter().copied())
     }
 }
 

@@ -1,0 +1,51 @@
+from rollout_breaker import codec
+from rollout_breaker.table import CatchUp, Freshness, Table, LOADING, READY, STALE
+
+
+def decision(rid, seq, phase, percent):
+    m = codec.VariantMetrics(0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    return codec.Decision(
+        rid, seq, "ADVANCE", "OFF", phase, percent, "HALF_OPEN", False, "", codec.MetricsSnapshot(0, 0, m, m),
+        1_764_222_000_000, "AUTOMATIC", "watchdog", "v2",
+    )
+
+
+def test_keeps_the_highest_sequence_and_tombstones_remove():
+    t = Table()
+    assert t.apply(decision("r", 2, "SMALL", 5.0))
+    assert not t.apply(decision("r", 1, "PROBE", 1.0))
+    assert not t.apply(decision("r", 2, "FULL", 100.0))
+    assert t.get("r").phase == "SMALL"
+    assert t.apply(decision("r", 3, "OFF", 0.0))
+    assert t.remove("r") and len(t) == 0
+    assert t.lookup("r", "k").reason == "unknown"
+
+
+def test_unknown_off_and_full():
+    t = Table()
+    t.apply(decision("off", 1, "OFF", 0.0))
+    t.apply(decision("full", 1, "FULL", 100.0))
+    for k in range(500):
+        assert not t.lookup("off", f"u{k}").use_candidate
+        assert t.lookup("full", f"u{k}").use_candidate
+    assert not t.lookup("nope", "k").use_candidate
+
+
+def test_freshness_loading_ready_stale():
+    f = Freshness(15.0)
+    assert f.state(100) == LOADING
+    f.caught_up(10)
+    assert f.state(20) == READY
+    assert f.state(25) == READY
+    assert f.state(25.5) == STALE
+    f.caught_up(5)  # an older probe does not move freshness back
+    assert f.state(25.5) == STALE
+    f.caught_up(20)
+    assert f.state(30) == READY
+
+
+def test_catch_up_uses_positions_and_low_marks():
+    c = CatchUp(0.0, [(0, 0, 10), (1, 5, 5)])
+    assert not c.is_reached(lambda p: None)
+    assert c.is_reached(lambda p: {0: 10}.get(p))
+    assert not c.is_reached(lambda p: {0: 9}.get(p))
