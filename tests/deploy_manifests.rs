@@ -727,6 +727,56 @@ fn kubernetes_base_names_only_what_exists() {
     }
 }
 
+/// The manifests decode strictly into the Kubernetes API's Go types (deploy/tools/kubecheck),
+/// so a misspelt or misplaced field fails, without a cluster or downloaded schemas.
+#[test]
+fn kubernetes_manifests_decode_strictly_into_the_api_types() {
+    if Command::new("go").arg("version").output().is_err() {
+        eprintln!("note: Go not installed; deploy/tools/kubecheck (strict API decoding) not run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tool = dir.path().join("kubecheck");
+    let build = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&tool)
+        .arg(".")
+        .current_dir(root().join("deploy/tools/kubecheck"))
+        .output()
+        .unwrap();
+    if !build.status.success() {
+        // A machine without the module proxy or an old toolchain: a tooling gap, not a
+        // manifest error; the parse-based test above still runs.
+        eprintln!(
+            "note: could not build deploy/tools/kubecheck, strict API decoding not run: {}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        return;
+    }
+    let kustomization = yaml("deploy/kustomization.yaml");
+    let mut files: Vec<PathBuf> = strings(&kustomization["resources"])
+        .iter()
+        .map(|r| root().join("deploy").join(r))
+        .collect();
+    files.push(root().join("deploy/kubernetes/kafka-credentials.example.yaml"));
+    // With kubectl, also what kustomize renders (generated ConfigMaps, labels, selectors).
+    if let Ok(out) = Command::new("kubectl")
+        .args(["kustomize", "deploy"])
+        .current_dir(root())
+        .output()
+    {
+        if out.status.success() {
+            let rendered = dir.path().join("rendered.yaml");
+            std::fs::write(&rendered, out.stdout).unwrap();
+            files.push(rendered);
+        }
+    }
+    let out = Command::new(&tool).args(&files).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(out.status.success(), "kubecheck: {report}");
+}
+
 #[test]
 fn promtool_accepts_the_rules_and_the_compose_prometheus_config() {
     if Command::new("promtool").arg("--version").output().is_err() {
