@@ -2,8 +2,9 @@
 //! has: every metric a dashboard panel or alert rule plots is one the processor serves, every
 //! config key parses with the real `Config`, every flag and `ROLLOUT_BREAKER_*` variable is
 //! one the CLI takes, ports agree, images are pinned and built where they are used. The real
-//! tools run where installed (`promtool check rules/config`, `kubectl kustomize`); otherwise
-//! these parse-based checks are all there is, and they always run. Also: the README's
+//! tools run where installed (`promtool check rules/config`, `kubectl kustomize`, and with Go
+//! `deploy/tools`: strict decoding into the Kubernetes API types, compose-go's loader);
+//! otherwise these parse-based checks are all there is, and they always run. Also: the README's
 //! configuration reference names every field of the config structs.
 
 mod common;
@@ -727,32 +728,77 @@ fn kubernetes_base_names_only_what_exists() {
     }
 }
 
+/// Builds `deploy/tools/<name>` into `dir`; `None` (with a note) where Go is missing or the
+/// build fails for want of the module proxy or a recent toolchain: a tooling gap, not a
+/// manifest error (the parse-based tests still run).
+fn go_tool(name: &str, dir: &std::path::Path) -> Option<PathBuf> {
+    if Command::new("go").arg("version").output().is_err() {
+        eprintln!("note: Go not installed; deploy/tools/{name} not run");
+        return None;
+    }
+    let tool = dir.join(name);
+    let build = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&tool)
+        .arg(format!("./{name}"))
+        .current_dir(root().join("deploy/tools"))
+        .output()
+        .unwrap();
+    if !build.status.success() {
+        eprintln!(
+            "note: could not build deploy/tools/{name}, not run: {}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        return None;
+    }
+    Some(tool)
+}
+
+/// docker-compose.yml loads with compose-go, the loader of `docker compose` (schema, merges,
+/// env files), and resolves to the services, images and commands the parse-based test saw.
+#[test]
+fn compose_file_loads_with_the_compose_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tool) = go_tool("composecheck", dir.path()) else {
+        return;
+    };
+    let out = Command::new(&tool)
+        .arg(root().join("docker-compose.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "compose-go rejects docker-compose.yml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loaded: BTreeMap<String, (String, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let name = f.next().unwrap().to_owned();
+            let image = f.next().unwrap_or_default().to_owned();
+            (name, (image, f.next().unwrap_or_default().to_owned()))
+        })
+        .collect();
+    let compose = compose();
+    let services = compose["services"].as_mapping().unwrap();
+    assert_eq!(loaded.len(), services.len(), "{loaded:?}");
+    for (name, svc) in services {
+        let (image, command) = &loaded[s(name)];
+        assert_eq!(image, s(&svc["image"]), "service {}", s(name));
+        assert_eq!(command, &command_of(svc).join(" "), "service {}", s(name));
+    }
+}
+
 /// The manifests decode strictly into the Kubernetes API's Go types (deploy/tools/kubecheck),
 /// so a misspelt or misplaced field fails, without a cluster or downloaded schemas.
 #[test]
 fn kubernetes_manifests_decode_strictly_into_the_api_types() {
-    if Command::new("go").arg("version").output().is_err() {
-        eprintln!("note: Go not installed; deploy/tools/kubecheck (strict API decoding) not run");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let tool = dir.path().join("kubecheck");
-    let build = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&tool)
-        .arg(".")
-        .current_dir(root().join("deploy/tools/kubecheck"))
-        .output()
-        .unwrap();
-    if !build.status.success() {
-        // A machine without the module proxy or an old toolchain: a tooling gap, not a
-        // manifest error; the parse-based test above still runs.
-        eprintln!(
-            "note: could not build deploy/tools/kubecheck, strict API decoding not run: {}",
-            String::from_utf8_lossy(&build.stderr)
-        );
+    let Some(tool) = go_tool("kubecheck", dir.path()) else {
         return;
-    }
+    };
     let kustomization = yaml("deploy/kustomization.yaml");
     let mut files: Vec<PathBuf> = strings(&kustomization["resources"])
         .iter()
