@@ -3,7 +3,8 @@
 //! config key parses with the real `Config`, every flag and `ROLLOUT_BREAKER_*` variable is
 //! one the CLI takes, ports agree, images are pinned and built where they are used. The real
 //! tools run where installed (`promtool check rules/config`, `kubectl kustomize`, and with Go
-//! `deploy/tools`: strict decoding into the Kubernetes API types, compose-go's loader);
+//! `deploy/tools`: strict decoding into the Kubernetes API types, compose-go's loader,
+//! BuildKit's Dockerfile parser and linter);
 //! otherwise these parse-based checks are all there is, and they always run. Also: the README's
 //! configuration reference names every field of the config structs.
 
@@ -789,6 +790,33 @@ fn compose_file_loads_with_the_compose_loader() {
         assert_eq!(image, s(&svc["image"]), "service {}", s(name));
         assert_eq!(command, &command_of(svc).join(" "), "service {}", s(name));
     }
+}
+
+/// The Dockerfile parses with BuildKit's frontend, passes the lint rules of
+/// `docker build --check`, and has a build stage and a runtime stage.
+#[test]
+fn dockerfile_parses_and_lints_with_buildkit() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tool) = go_tool("dockerfilecheck", dir.path()) else {
+        return;
+    };
+    let out = Command::new(&tool)
+        .arg(root().join("Dockerfile"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "BuildKit rejects the Dockerfile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stages: Vec<Vec<String>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').skip(1).map(str::to_owned).collect())
+        .collect();
+    assert!(stages.len() >= 2, "multi-stage: {stages:?}");
+    assert_eq!(stages[0][0], "build");
+    assert!(stages.last().unwrap()[1].ends_with("-slim"), "{stages:?}");
 }
 
 /// The manifests decode strictly into the Kubernetes API's Go types (deploy/tools/kubecheck),
