@@ -13,7 +13,7 @@ use rdkafka::ClientConfig;
 use rollout_breaker::kafka::admin::{ensure_topics, TopicSpec, TopicStatus};
 use testcontainers_modules::kafka::apache;
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
-use testcontainers_modules::testcontainers::ContainerAsync;
+use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
 
 pub mod http;
 pub mod processor;
@@ -58,7 +58,7 @@ pub async fn kafka() -> KafkaHandle {
              no Docker engine is configured for testcontainers either"
         );
     }
-    let container = match apache::Kafka::default().start().await {
+    let container = match testcontainers_kafka().start().await {
         Ok(container) => container,
         Err(err) => panic!(
             "this test needs a Kafka broker: run it through `scripts/test` (which starts one), \
@@ -73,6 +73,35 @@ pub async fn kafka() -> KafkaHandle {
         bootstrap: format!("127.0.0.1:{port}"),
         _container: Some(container),
     }
+}
+
+/// The broker image and single-node settings of docker-compose.yml's `kafka` service (the
+/// same `apache/kafka` tag, and its env file: one replica for the offsets and transaction-state
+/// topics, min.isr 1 — without them transactional producers time out). testcontainers' own
+/// listener settings stay. `tests/deploy_manifests.rs` checks the tag against the compose file.
+pub fn testcontainers_kafka(
+) -> testcontainers_modules::testcontainers::ContainerRequest<apache::Kafka> {
+    let mut request = apache::Kafka::default()
+        .with_jvm_image()
+        .with_tag(TESTCONTAINERS_KAFKA_TAG);
+    for (name, value) in kafka_env_file() {
+        request = request.with_env_var(name, value);
+    }
+    request
+}
+
+/// The `apache/kafka` image tag testcontainers runs (docker-compose.yml runs the same).
+pub const TESTCONTAINERS_KAFKA_TAG: &str = "4.1.1";
+
+/// `deploy/compose/kafka.env` as (name, value) pairs.
+pub fn kafka_env_file() -> Vec<(String, String)> {
+    include_str!("../../deploy/compose/kafka.env")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
 }
 
 /// Cheap look for a Docker engine before asking testcontainers, so the common case here
