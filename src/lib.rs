@@ -18,7 +18,9 @@
 //! - [`input`]: what the processor, the restore and the audit take from the input topics:
 //!   record admission (size, key, partition, decoding, clock bound), and why commands are
 //!   relayed into the events topic. Pure, decided once for all three.
-//! - [`kafka`]: the shell around the engine: topic admin, consumer/producer loops, restore.
+//! - [`kafka`]: the shell around the engine: topic admin, the processor (loop, rebalance,
+//!   transaction, dead letters, service), restore, audit, reading a partition to its end,
+//!   and what operators do from a terminal (`operate`: send a command, read the status).
 //! - [`router`]: the decision table request routers read (follows the decisions topic; sticky
 //!   split; serves the baseline when loading, stale or the rollout is unknown).
 //! - [`agent`]: the agent side: a batching execution-event emitter and `GuardedAgent`, which
@@ -30,7 +32,8 @@
 //!   (`simulate`, `demo`); [`demo`]: the one-command, in-process demo.
 //! - `quality` (hidden, serves the binary): the decision-quality simulator behind
 //!   `rollout-breaker bench quality`.
-//! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin).
+//! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin),
+//!   and the operator commands' terminal output (`rollout`, `status`).
 //!
 //! # Features
 //!
