@@ -68,6 +68,9 @@ partitions = {partitions}
 
 [processing]
 max_record_bytes = {max_record_bytes}
+# Small transactions: more commit boundaries for the kills to fall between, and a run long
+# enough for every planned kill (CHAOS_BATCH).
+max_batch_records = {batch}
 "#,
             label = self.label,
             bootstrap = self.bootstrap,
@@ -78,6 +81,10 @@ max_record_bytes = {max_record_bytes}
             dead_letter = self.dead_letter,
             partitions = self.partitions,
             max_record_bytes = MAX_RECORD_BYTES,
+            batch = std::env::var("CHAOS_BATCH")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(100),
         );
         std::fs::write(&self.config_path, toml).expect("writing the processor config");
     }
