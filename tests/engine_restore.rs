@@ -52,7 +52,7 @@ fn input_log() -> impl Strategy<Value = Vec<In>> {
                     if c.kind == CommandKind::Start && skew > 0 {
                         c.policy = Some(Policy {
                             min_samples_per_phase: 5,
-                            ..Policy::default()
+                            ..Policy::threshold()
                         });
                         c.candidate_version = Some("v2".into());
                     }
@@ -89,7 +89,7 @@ fn input_log() -> impl Strategy<Value = Vec<In>> {
 }
 
 fn engine() -> Engine {
-    Engine::new(Policy::default(), EngineOptions::default())
+    Engine::new(Policy::threshold(), EngineOptions::default())
 }
 
 fn apply(engine: &mut Engine, input: &In, out: &mut Vec<Decision>) {
@@ -190,7 +190,7 @@ fn start_wins_over_an_auto_start() {
     let mut start = Command::new("r", CommandKind::Start, "ana", "v2 with its policy", T0 + 5);
     start.policy = Some(Policy {
         initial_phase: Phase::Small,
-        ..Policy::default()
+        ..Policy::threshold()
     });
     start.candidate_version = Some("v2".into());
     let d = e
