@@ -189,7 +189,7 @@ impl Default for ProcessingConfig {
     fn default() -> Self {
         Self {
             auto_start: true,
-            max_batch_records: 5_000,
+            max_batch_records: 20_000,
             max_batch_ms: 50,
             max_record_bytes: crate::codec::MAX_RECORD_BYTES,
             max_dead_letter_ratio: 0.5,

@@ -69,17 +69,23 @@ impl DemoReport {
 
 const GOOD: &str = "checkout-agent";
 const BAD: &str = "search-agent";
-/// Simulated seconds per wall-clock second.
-const SPEED: f64 = 10.0;
-/// Upper bound of the whole demo.
-const DEADLINE: Duration = Duration::from_secs(55);
+/// Simulated seconds per wall-clock second, by default.
+pub const DEFAULT_SPEED: f64 = 10.0;
+/// Upper bound of the whole demo, in simulated seconds (the scenarios last 120).
+const DEADLINE_SIM_SECS: f64 = 550.0;
 
 fn fmt_phase(p: Option<Phase>) -> String {
     p.map_or_else(|| "-".into(), |p| p.to_string())
 }
 
 /// Runs the demo, printing a live view to stdout.
-pub async fn run(brokers: Option<String>) -> Result<DemoReport, DemoError> {
+///
+/// `speed` is simulated seconds per wall-clock second. The loop is closed (routers follow the
+/// decisions the processor publishes), so a router that is late by `d` wall-clock seconds routes
+/// `speed × d` simulated seconds on the previous phase: on a busy machine a lower speed keeps
+/// the two scenarios on their expected paths.
+pub async fn run(brokers: Option<String>, speed: f64) -> Result<DemoReport, DemoError> {
+    let deadline = Duration::from_secs_f64(DEADLINE_SIM_SECS / speed);
     let started = Instant::now();
     let mut config = Config::default();
     let run_id = std::process::id();
@@ -135,7 +141,7 @@ pub async fn run(brokers: Option<String>) -> Result<DemoReport, DemoError> {
         policy.monitoring_window_ms / 1000,
         policy.evaluation_interval_ms / 1000
     );
-    println!("simulated time runs {SPEED}x faster than the clock; event time stays exact\n");
+    println!("simulated time runs {speed}x faster than the clock; event time stays exact\n");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let processor = tokio::spawn(crate::kafka::processor::run(config.clone(), async move {
@@ -172,7 +178,7 @@ pub async fn run(brokers: Option<String>) -> Result<DemoReport, DemoError> {
         scenarios,
         &table,
         &emitter,
-        SPEED,
+        speed,
         |ps| {
             let mut out = String::new();
             for p in ps {
@@ -197,7 +203,7 @@ pub async fn run(brokers: Option<String>) -> Result<DemoReport, DemoError> {
                     .entry(r)
                     .is_some_and(|e| e.phase == p && e.sequence > 1)
             };
-            (done(GOOD, Phase::Full) && done(BAD, Phase::Off)) || started.elapsed() > DEADLINE
+            (done(GOOD, Phase::Full) && done(BAD, Phase::Off)) || started.elapsed() > deadline
         },
     )
     .await;

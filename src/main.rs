@@ -173,10 +173,10 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(&path)?;
             println!("{}", toml::to_string_pretty(&config)?);
         }
-        Command::Demo { brokers } => {
+        Command::Demo { brokers, speed } => {
             init_tracing_quiet();
             let rt = tokio::runtime::Runtime::new()?;
-            let report = rt.block_on(rollout_breaker::demo::run(brokers))?;
+            let report = rt.block_on(rollout_breaker::demo::run(brokers, speed))?;
             rollout_breaker::demo::print_summary(&report);
             if !report.as_expected() {
                 std::process::exit(1);

@@ -43,6 +43,10 @@ pub enum Command {
         /// Use this Kafka cluster instead of the in-process mock broker.
         #[arg(long)]
         brokers: Option<String>,
+        /// Simulated seconds per wall-clock second. Routers follow the published decisions, so
+        /// on a busy machine a lower speed keeps the reference scenarios on their paths.
+        #[arg(long, default_value_t = crate::demo::DEFAULT_SPEED, value_parser = positive_speed)]
+        speed: f64,
     },
     /// Run a simulated fleet of agents against a real broker: events follow the live
     /// decision table, as production traffic would.
@@ -283,5 +287,13 @@ impl RunArgs {
         }
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// `--speed`: a finite number above 0.
+fn positive_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("must be a number above 0, got {text:?}")),
     }
 }

@@ -73,6 +73,7 @@ impl Processor {
             &[
                 ("partition.assignment.strategy", "range"),
                 ("statistics.interval.ms", "5000"),
+                crate::kafka::client::FETCH_QUEUE_BACKOFF,
             ],
             &[
                 ("group.id", &config.kafka.group_id),
