@@ -25,6 +25,8 @@
 //!   split; serves the baseline when loading, stale or the rollout is unknown).
 //! - [`agent`]: the agent side: a batching execution-event emitter and `GuardedAgent`, which
 //!   picks the version per request through a router and reports each call.
+//! - [`notify`]: webhooks that receive published decisions after their transaction commits
+//!   (config always; the queues and delivery tasks with `processor`).
 //! - [`observe`]: metric names, log-and-count events, health, `/metrics` `/healthz` `/readyz`.
 //! - [`sim`]: seeded traffic scenarios (the seed's two, and custom ones) for tests, benches,
 //!   `simulate` and `demo`.
@@ -60,6 +62,7 @@ pub mod fleet;
 pub mod input;
 #[cfg(feature = "processor")]
 pub mod kafka;
+pub mod notify;
 #[cfg(feature = "processor")]
 pub mod observe;
 #[cfg(feature = "processor")]
