@@ -21,6 +21,8 @@
 //! - [`kafka`]: the shell around the engine: topic admin, the processor (loop, rebalance,
 //!   transaction, dead letters, service), restore, audit, reading a partition to its end,
 //!   and what operators do from a terminal (`operate`: send a command, read the status).
+//! - [`replay`]: re-running the engine over recorded input (the topics or exported JSONL) and
+//!   comparing with the recorded decisions, for `audit` and `replay`; export; the HTML report.
 //! - [`router`]: the decision table request routers read (follows the decisions topic; sticky
 //!   split; serves the baseline when loading, stale or the rollout is unknown).
 //! - [`agent`]: the agent side: a batching execution-event emitter and `GuardedAgent`, which
@@ -35,14 +37,14 @@
 //! - `quality` (hidden, serves the binary): the decision-quality simulator behind
 //!   `rollout-breaker bench quality`.
 //! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin),
-//!   and the operator commands' terminal output (`rollout`, `status`).
+//!   and the operator commands' terminal output (`rollout`, `status`, `replay`, `export`).
 //!
 //! # Features
 //!
 //! `default` = `processor` + `cli`. `client` alone builds what a router or an agent needs —
 //! [`router`], [`agent`], [`codec`], [`engine`], [`config`], [`input`] — without clap, axum,
 //! the Prometheus exporter or the processor (`kafka`, `observe`, `controller`, `sim`,
-//! `fleet`, `demo`, which need `processor`; `cli` needs `cli`).
+//! `fleet`, `demo`, `replay`, and `notify`'s delivery, which need `processor`; `cli` needs `cli`).
 #![warn(missing_docs)]
 // The layout above names every module; without the default features some are not built.
 #![cfg_attr(not(feature = "cli"), allow(rustdoc::broken_intra_doc_links))]
@@ -68,6 +70,8 @@ pub mod observe;
 #[cfg(feature = "processor")]
 #[doc(hidden)]
 pub mod quality;
+#[cfg(feature = "processor")]
+pub mod replay;
 pub mod router;
 #[cfg(feature = "processor")]
 pub mod sim;

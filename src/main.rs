@@ -196,6 +196,14 @@ fn main() -> anyhow::Result<()> {
             init_tracing_quiet();
             std::process::exit(rollout_breaker::cli::operate::status(&args)?);
         }
+        Command::Replay(args) => {
+            init_tracing_quiet();
+            std::process::exit(rollout_breaker::cli::replay::replay(&args)?);
+        }
+        Command::Export(args) => {
+            init_tracing_quiet();
+            std::process::exit(rollout_breaker::cli::replay::export(&args)?);
+        }
     }
     Ok(())
 }
