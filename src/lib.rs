@@ -14,6 +14,8 @@
 //!   persistence, for use without Kafka.
 //! - [`codec`]: Avro (single-object and Confluent framing) and JSON encodings of the records
 //!   in `schemas/*.avsc`, with typed decode errors.
+//! - [`console`]: the read-only web console (`rollout-breaker console`): follows the
+//!   decisions topic, serves a page and its JSON endpoint.
 //! - [`config`]: the processor's configuration (TOML, env, flags) and its validation.
 //! - [`input`]: what the processor, the restore and the audit take from the input topics:
 //!   record admission (size, key, partition, decoding, clock bound), and why commands are
@@ -44,7 +46,7 @@
 //! `default` = `processor` + `cli`. `client` alone builds what a router or an agent needs —
 //! [`router`], [`agent`], [`codec`], [`engine`], [`config`], [`input`] — without clap, axum,
 //! the Prometheus exporter or the processor (`kafka`, `observe`, `controller`, `sim`,
-//! `fleet`, `demo`, `replay`, and `notify`'s delivery, which need `processor`; `cli` needs `cli`).
+//! `fleet`, `demo`, `replay`, `console`, and `notify`'s delivery, which need `processor`; `cli` needs `cli`).
 #![warn(missing_docs)]
 // The layout above names every module; without the default features some are not built.
 #![cfg_attr(not(feature = "cli"), allow(rustdoc::broken_intra_doc_links))]
@@ -54,6 +56,8 @@ pub mod agent;
 pub mod cli;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "processor")]
+pub mod console;
 #[cfg(feature = "processor")]
 pub mod controller;
 #[cfg(feature = "processor")]

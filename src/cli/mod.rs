@@ -66,6 +66,24 @@ pub enum Command {
     /// Write the events and decisions topics to JSON Lines files (raw record bytes), for
     /// `replay --input` away from the cluster.
     Export(ExportArgs),
+    /// Serve a read-only web page that follows the decisions topic: every rollout's phase,
+    /// traffic, breaker and last reason, and its decision timeline (JSON at /api/rollouts).
+    Console(ConsoleArgs),
+}
+
+/// `console` flags.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Address to serve the page on.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9465",
+        env = "ROLLOUT_BREAKER_CONSOLE_LISTEN"
+    )]
+    pub listen: SocketAddr,
+    /// Connection and topics (the processor's config).
+    #[command(flatten)]
+    pub connection: RunArgs,
 }
 
 /// `replay` flags.

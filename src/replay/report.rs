@@ -92,7 +92,7 @@ pub fn render(header: &ReportHeader, rollouts: &[RolloutReport<'_>]) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>rollout-breaker replay</title><style>{STYLE}</style></head><body>\n\
          <h1>rollout-breaker replay</h1>\n<p>Input: {}. Span: {}. Buckets of {} s.{}</p>\n\
-         <p class=\"{}\">{} rollouts, {} agree, {} diverge.</p>\n",
+         <p class=\"{}\">{} rollout(s): {} agree, {} diverge.</p>\n",
         escape(&header.source),
         escape(&header.span),
         header.bucket_ms as f64 / 1000.0,
