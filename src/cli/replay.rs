@@ -13,7 +13,7 @@ use crate::replay::compare::{compare, Comparison};
 use crate::replay::jsonl::{self, ExportMeta, JsonlSource};
 use crate::replay::report::{self, ReportHeader, RolloutReport};
 use crate::replay::timeline::Timeline;
-use crate::replay::{run_partition, KafkaSource, RunSettings, Source, Topic};
+use crate::replay::{run_partition, KafkaSource, NoObserver, Observer, RunSettings, Source, Topic};
 
 /// Replays with fewer input records than this show no progress bar.
 const PROGRESS_FROM: u64 = 10_000;
@@ -98,9 +98,13 @@ pub fn replay(args: &ReplayArgs) -> anyhow::Result<i32> {
     let mut recorded: BTreeMap<String, Vec<Decision>> = BTreeMap::new();
     let (mut events, mut commands, mut refused) = (0, 0, 0);
     for p in 0..partitions {
-        let run = run_partition(source.as_mut(), &settings, p, &mut timeline, &mut |n| {
-            bar.inc(n)
-        })?;
+        // Only a report needs the per-bucket numbers (every latency of the span).
+        let observer: &mut dyn Observer = if args.report.is_some() {
+            &mut timeline
+        } else {
+            &mut NoObserver
+        };
+        let run = run_partition(source.as_mut(), &settings, p, observer, &mut |n| bar.inc(n))?;
         found.extend(compare(&run, &|d| selected(d)));
         for d in run.published.values().filter(|d| selected(d)) {
             recorded

@@ -219,6 +219,9 @@ pub async fn run(
         .await?;
     }
     observe::register_processor_metrics();
+    // Webhook tasks run on this runtime; the loop only offers them committed decisions. Set
+    // up first, so a webhook that cannot work (unset secret_env) stops the start at once.
+    let notifier = Notifier::start(&config.notify)?;
     tokio::pin!(shutdown);
     let watch = BrokerWatch {
         health: health.clone(),
@@ -270,8 +273,6 @@ pub async fn run(
     let loop_stop = stop.clone();
     let loop_health = health.clone();
     let id = config.transactional_id();
-    // Webhook tasks run on this runtime; the loop only offers them committed decisions.
-    let notifier = Notifier::start(&config.notify)?;
     let queue = notifier.queue();
     let mut worker = tokio::task::spawn_blocking(move || {
         let processor = Processor::new(config, loop_health)?.with_notifications(queue);
