@@ -137,3 +137,74 @@ pub fn compare(run: &PartitionRun, selected: &dyn Fn(&Decision) -> bool) -> Comp
         .sort_by(|a, b| (&a.rollout_id, a.sequence).cmp(&(&b.rollout_id, b.sequence)));
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Action, BreakerState, Cause, MetricsSnapshot, Phase, TrafficPercent};
+
+    fn d(id: &str, sequence: u64, action: Action, reason: &str) -> Decision {
+        Decision {
+            rollout_id: id.into(),
+            sequence,
+            action,
+            from: Phase::Off,
+            to: Phase::Probe,
+            traffic: TrafficPercent::ZERO,
+            breaker: BreakerState::HalfOpen,
+            paused: false,
+            reason: reason.into(),
+            metrics: MetricsSnapshot::default(),
+            at: sequence as i64 * 1_000,
+            cause: Cause::Automatic,
+            actor: "watchdog".into(),
+            candidate_version: None,
+            baseline_version: None,
+            policy_json: None,
+            phase_started_at: None,
+        }
+    }
+
+    fn run(published: &[Decision], replayed: &[Decision]) -> PartitionRun {
+        PartitionRun {
+            published: published
+                .iter()
+                .map(|x| ((x.rollout_id.clone(), x.sequence), x.clone()))
+                .collect(),
+            replayed: replayed.to_vec(),
+            ..PartitionRun::default()
+        }
+    }
+
+    #[test]
+    fn agreement_mismatch_and_unpublished_give_the_first_divergence_per_rollout() {
+        let a = [
+            d("a", 1, Action::Start, "s"),
+            d("a", 2, Action::Advance, "x"),
+            d("a", 3, Action::Rollback, "y"),
+        ];
+        let b = [
+            d("b", 1, Action::Start, "s"),
+            d("b", 2, Action::Advance, "x"),
+        ];
+        let recorded: Vec<Decision> = a.iter().chain(&b[..1]).cloned().collect();
+        let mut replayed = vec![
+            a[0].clone(),
+            d("a", 2, Action::Advance, "other"),
+            a[2].clone(),
+        ];
+        replayed.extend(b.iter().cloned());
+        let found = compare(&run(&recorded, &replayed), &|_| true);
+        assert_eq!(found.verified, 3);
+        assert_eq!(found.mismatched.len(), 1);
+        assert_eq!(found.unpublished, vec![b[1].clone()]);
+        let first = found.first_divergences();
+        assert_eq!(first["a"].sequence(), 2);
+        assert_eq!(first["a"].recorded.as_ref(), Some(&a[1]));
+        assert_eq!(first["b"].recorded, None);
+        assert_eq!(first["b"].replayed.as_ref(), Some(&b[1]));
+        // A span that leaves out the differing decisions agrees.
+        let early = compare(&run(&recorded, &replayed), &|x| x.at < 2_000);
+        assert!(early.is_clean() && early.verified == 2, "{early:?}");
+    }
+}
