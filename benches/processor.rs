@@ -6,6 +6,7 @@
 //! `127.0.0.1:19092`, the one `scripts/kafka.sh start` runs). Arguments `throughput`, `latency`
 //! and `restore` select sections (all by default). Sizes can be changed with
 //! `RB_BENCH_EVENTS`, `RB_BENCH_ROLLOUTS`, `RB_BENCH_TRIALS` and `RB_BENCH_RESTORE_ROLLOUTS`.
+//! `RB_BENCH_DEAD_WEBHOOK=1` configures every processor with a webhook that never answers.
 //!
 //! 1. **Throughput.** N events (JSON, ~1000 rollouts played by [`sim`] scenarios in a closed
 //!    loop, event times 100 ms apart per rollout) are produced into a 6-partition topic before
@@ -104,8 +105,38 @@ fn fresh_config(bootstrap: &str, section: &str, policy: Policy) -> Config {
                 .insert(k.trim().to_owned(), v.trim().to_owned());
         }
     }
+    // `RB_BENCH_DEAD_WEBHOOK=1`: every decision is also posted to an endpoint that accepts
+    // connections and never answers (default timeout and retries), to show the loop does not
+    // wait for notifications.
+    if std::env::var("RB_BENCH_DEAD_WEBHOOK").is_ok_and(|v| v == "1") {
+        let url = format!("http://{}/hook", dead_endpoint());
+        c.notify
+            .webhooks
+            .push(rollout_breaker::notify::WebhookConfig::new("dead", url));
+    }
     c.validate().expect("bench config is valid");
     c
+}
+
+/// Connections the dead endpoint accepted (each one an attempt to post a decision).
+static DEAD_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// A local address that accepts TCP connections and never answers on them (one for the
+/// whole bench run).
+fn dead_endpoint() -> std::net::SocketAddr {
+    static ADDR: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                DEAD_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                held.push(stream);
+            }
+        });
+        addr
+    })
 }
 
 /// Short windows so verdicts come within seconds of event time; the threshold rule, whose
@@ -1079,6 +1110,9 @@ fn main() {
         .expect("tokio runtime");
     let mut rows = Vec::new();
     println!("processor bench against {bootstrap}");
+    if std::env::var("RB_BENCH_DEAD_WEBHOOK").is_ok_and(|v| v == "1") {
+        println!("every processor posts its decisions to a webhook that never answers");
+    }
     if let Ok(options) = std::env::var("RB_BENCH_KAFKA_OPTIONS") {
         println!("processor kafka.options from RB_BENCH_KAFKA_OPTIONS: {options}");
     }
@@ -1093,6 +1127,12 @@ fn main() {
     }
     if wants("restore") {
         restore(&rt, &bootstrap, &mut rows);
+    }
+    if std::env::var("RB_BENCH_DEAD_WEBHOOK").is_ok_and(|v| v == "1") {
+        println!(
+            "dead webhook: {} connections accepted, none answered",
+            DEAD_CONNECTIONS.load(Ordering::Relaxed)
+        );
     }
     let w = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     println!();

@@ -54,6 +54,14 @@ pub enum ConfigError {
         /// What is wrong and what is allowed.
         message: String,
     },
+    /// A `[notify]` field is invalid (`field` names the webhook by index).
+    #[error("invalid config: `{field}` {message}")]
+    Notify {
+        /// The field, as `notify.webhooks[i].name`.
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
     /// The default policy is invalid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -249,6 +257,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Log format.
     pub log_format: LogFormat,
+    /// Webhooks that receive published decisions.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl Config {
@@ -339,6 +349,9 @@ impl Config {
                     p.transaction_timeout_ms
                 ),
             );
+        }
+        if let Err((field, message)) = self.notify.validate() {
+            return Err(ConfigError::Notify { field, message });
         }
         Ok(())
     }

@@ -14,6 +14,8 @@
 //!   persistence, for use without Kafka.
 //! - [`codec`]: Avro (single-object and Confluent framing) and JSON encodings of the records
 //!   in `schemas/*.avsc`, with typed decode errors.
+//! - [`console`]: the read-only web console (`rollout-breaker console`): follows the
+//!   decisions topic, serves a page and its JSON endpoint.
 //! - [`config`]: the processor's configuration (TOML, env, flags) and its validation.
 //! - [`input`]: what the processor, the restore and the audit take from the input topics:
 //!   record admission (size, key, partition, decoding, clock bound), and why commands are
@@ -21,10 +23,14 @@
 //! - [`kafka`]: the shell around the engine: topic admin, the processor (loop, rebalance,
 //!   transaction, dead letters, service), restore, audit, reading a partition to its end,
 //!   and what operators do from a terminal (`operate`: send a command, read the status).
+//! - [`replay`]: re-running the engine over recorded input (the topics or exported JSONL) and
+//!   comparing with the recorded decisions, for `audit` and `replay`; export; the HTML report.
 //! - [`router`]: the decision table request routers read (follows the decisions topic; sticky
 //!   split; serves the baseline when loading, stale or the rollout is unknown).
 //! - [`agent`]: the agent side: a batching execution-event emitter and `GuardedAgent`, which
 //!   picks the version per request through a router and reports each call.
+//! - [`notify`]: webhooks that receive published decisions after their transaction commits
+//!   (config always; the queues and delivery tasks with `processor`).
 //! - [`observe`]: metric names, log-and-count events, health, `/metrics` `/healthz` `/readyz`.
 //! - [`sim`]: seeded traffic scenarios (the seed's two, and custom ones) for tests, benches,
 //!   `simulate` and `demo`.
@@ -33,14 +39,14 @@
 //! - `quality` (hidden, serves the binary): the decision-quality simulator behind
 //!   `rollout-breaker bench quality`.
 //! - [`cli`]: argument parsing for the `rollout-breaker` binary (`src/main.rs` stays thin),
-//!   and the operator commands' terminal output (`rollout`, `status`).
+//!   and the operator commands' terminal output (`rollout`, `status`, `replay`, `export`).
 //!
 //! # Features
 //!
 //! `default` = `processor` + `cli`. `client` alone builds what a router or an agent needs —
 //! [`router`], [`agent`], [`codec`], [`engine`], [`config`], [`input`] — without clap, axum,
 //! the Prometheus exporter or the processor (`kafka`, `observe`, `controller`, `sim`,
-//! `fleet`, `demo`, which need `processor`; `cli` needs `cli`).
+//! `fleet`, `demo`, `replay`, `console`, and `notify`'s delivery, which need `processor`; `cli` needs `cli`).
 #![warn(missing_docs)]
 // The layout above names every module; without the default features some are not built.
 #![cfg_attr(not(feature = "cli"), allow(rustdoc::broken_intra_doc_links))]
@@ -51,6 +57,8 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 #[cfg(feature = "processor")]
+pub mod console;
+#[cfg(feature = "processor")]
 pub mod controller;
 #[cfg(feature = "processor")]
 pub mod demo;
@@ -60,11 +68,14 @@ pub mod fleet;
 pub mod input;
 #[cfg(feature = "processor")]
 pub mod kafka;
+pub mod notify;
 #[cfg(feature = "processor")]
 pub mod observe;
 #[cfg(feature = "processor")]
 #[doc(hidden)]
 pub mod quality;
+#[cfg(feature = "processor")]
+pub mod replay;
 pub mod router;
 #[cfg(feature = "processor")]
 pub mod sim;

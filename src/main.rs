@@ -196,6 +196,26 @@ fn main() -> anyhow::Result<()> {
             init_tracing_quiet();
             std::process::exit(rollout_breaker::cli::operate::status(&args)?);
         }
+        Command::Replay(args) => {
+            init_tracing_quiet();
+            std::process::exit(rollout_breaker::cli::replay::replay(&args)?);
+        }
+        Command::Console(args) => {
+            let config = args.connection.resolve()?;
+            init_tracing(config.log_format);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let (addr, served) =
+                    rollout_breaker::console::serve(config, args.listen, shutdown_signal()).await?;
+                println!("console: http://{addr}/");
+                served.await?;
+                anyhow::Ok(())
+            })?;
+        }
+        Command::Export(args) => {
+            init_tracing_quiet();
+            std::process::exit(rollout_breaker::cli::replay::export(&args)?);
+        }
     }
     Ok(())
 }

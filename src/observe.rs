@@ -58,6 +58,23 @@ pub const EXECUTION_LATENCY: &str = "rollout_breaker_execution_latency_ms_total"
 pub const ROLLOUTS_BY_PHASE: &str = "rollout_breaker_rollouts_by_phase";
 /// Seconds the last restore took (every partition of one assignment, read in parallel).
 pub const RESTORE_SECONDS: &str = "rollout_breaker_restore_duration_seconds";
+/// Decisions a webhook acknowledged (2xx), by webhook.
+pub const WEBHOOK_SENT: &str = "rollout_breaker_webhook_sent_total";
+/// Decisions a webhook never acknowledged (attempts spent, or refused with a 4xx), by webhook.
+pub const WEBHOOK_FAILED: &str = "rollout_breaker_webhook_failed_total";
+/// Attempts after the first, by webhook.
+pub const WEBHOOK_RETRIES: &str = "rollout_breaker_webhook_retries_total";
+/// Decisions not queued for a webhook because its queue was full, by webhook.
+pub const WEBHOOK_DROPPED: &str = "rollout_breaker_webhook_dropped_total";
+
+/// The webhook metrics, labelled `webhook` (the configured name): served once webhooks are
+/// configured (`[[notify.webhooks]]`), registered at zero for each at start.
+pub const WEBHOOK_METRICS: &[&str] = &[
+    WEBHOOK_SENT,
+    WEBHOOK_FAILED,
+    WEBHOOK_RETRIES,
+    WEBHOOK_DROPPED,
+];
 
 /// Every processor metric, as `/metrics` shows it (and the README's Operations list names
 /// it). Unlabelled ones are registered at zero by [`register_processor_metrics`], so a
@@ -256,6 +273,110 @@ impl DecisionPublished<'_> {
             warn!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
         } else {
             info!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
+        }
+    }
+}
+
+/// A webhook acknowledged a decision.
+pub struct WebhookDelivered<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The delivery's idempotency key.
+    pub key: &'a str,
+    /// Attempts it took.
+    pub attempts: u32,
+}
+
+impl WebhookDelivered<'_> {
+    /// Registers the webhook metrics of `webhook` at zero, so they show before anything
+    /// happened.
+    pub fn register(webhook: &str) {
+        for name in WEBHOOK_METRICS {
+            counter!(*name, "webhook" => webhook.to_owned()).absolute(0);
+        }
+    }
+
+    /// Logs (debug) and counts.
+    pub fn emit(&self) {
+        counter!(WEBHOOK_SENT, "webhook" => self.webhook.to_owned()).increment(1);
+        tracing::debug!(
+            webhook = self.webhook,
+            key = self.key,
+            attempts = self.attempts,
+            "Webhook delivered."
+        );
+    }
+}
+
+/// An attempt at a webhook failed and is about to be repeated.
+pub struct WebhookRetried<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The delivery's idempotency key.
+    pub key: &'a str,
+    /// The attempt about to be made (2 = first retry).
+    pub attempt: u32,
+    /// Why the previous attempt failed.
+    pub error: &'a str,
+}
+
+impl WebhookRetried<'_> {
+    /// Logs (info) and counts.
+    pub fn emit(&self) {
+        counter!(WEBHOOK_RETRIES, "webhook" => self.webhook.to_owned()).increment(1);
+        info!(
+            webhook = self.webhook,
+            key = self.key,
+            attempt = self.attempt,
+            error = self.error,
+            "Webhook attempt failed; retrying."
+        );
+    }
+}
+
+/// A webhook never acknowledged a decision.
+pub struct WebhookFailed<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The delivery's idempotency key.
+    pub key: &'a str,
+    /// Why the last attempt failed.
+    pub error: &'a str,
+}
+
+impl WebhookFailed<'_> {
+    /// Logs a warning and counts.
+    pub fn emit(&self) {
+        counter!(WEBHOOK_FAILED, "webhook" => self.webhook.to_owned()).increment(1);
+        warn!(
+            webhook = self.webhook,
+            key = self.key,
+            error = self.error,
+            "Webhook delivery failed; giving up on this decision."
+        );
+    }
+}
+
+/// A decision was not queued for a webhook: its queue was full.
+pub struct WebhookDropped<'a> {
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The dropped decision.
+    pub decision: &'a Decision,
+    /// The first drop since the queue last took a decision (logged as a warning; the
+    /// following ones at debug).
+    pub first: bool,
+}
+
+impl WebhookDropped<'_> {
+    /// Logs and counts.
+    pub fn emit(&self) {
+        counter!(WEBHOOK_DROPPED, "webhook" => self.webhook.to_owned()).increment(1);
+        let d = self.decision;
+        if self.first {
+            warn!(webhook = self.webhook, rollout = %d.rollout_id, seq = d.sequence, "Webhook queue full: dropping decisions until it drains.");
+        } else {
+            tracing::debug!(webhook = self.webhook, rollout = %d.rollout_id, seq = d.sequence, "Webhook queue full: decision dropped.");
         }
     }
 }

@@ -10,7 +10,8 @@
 //! - the chaos decisions topic equals the reference's per partition, key and value bytes in
 //!   offset order, as a `read_committed` reader sees them;
 //! - no (rollout id, sequence) appears twice;
-//! - `rollout-breaker audit` on the chaos run's config exits 0;
+//! - `rollout-breaker audit` on the chaos run's config exits 0, and so does
+//!   `rollout-breaker replay` (every rollout agrees);
 //! - dead letters per reason are equal between the runs.
 //!
 //! Parameters (environment): `CHAOS_EVENTS` (100 000), `CHAOS_ROLLOUTS` (200), `CHAOS_KILLS`
@@ -273,6 +274,13 @@ fn crashes_do_not_change_decisions() {
     }
     let (ref_audit_ok, ref_audit_line, ref_audit_path) =
         compare::audit(&bin, &reference.config_path, &work, "reference");
+    let (replay_ok, replay_line, replay_path) =
+        compare::replay(&bin, &chaos.config_path, &work, "chaos");
+    if !replay_ok {
+        failures.push(format!(
+            "replay of the chaos run diverged: {replay_line}; full output in {replay_path}"
+        ));
+    }
 
     // Summary.
     let mut s = String::new();
@@ -345,6 +353,7 @@ fn crashes_do_not_change_decisions() {
         );
     }
     let _ = writeln!(s, "audit chaos: {audit_line}");
+    let _ = writeln!(s, "replay chaos: {replay_line}");
     let _ = writeln!(
         s,
         "audit reference: {ref_audit_line}{}",

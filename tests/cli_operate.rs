@@ -4,45 +4,11 @@
 
 mod common;
 
-use std::process::Command as Proc;
 use std::time::Duration;
 
+use common::cli::Cli;
 use common::processor::*;
 use rollout_breaker::codec::Encoding;
-
-struct Cli {
-    config_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new(config: &rollout_breaker::config::Config) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("processor.toml");
-        std::fs::write(&config_path, toml::to_string(config).unwrap()).unwrap();
-        Self {
-            config_path,
-            _dir: dir,
-        }
-    }
-
-    /// Runs the binary off the async executor; returns (exit code, stdout, stderr).
-    async fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let mut cmd = Proc::new(env!("CARGO_BIN_EXE_rollout-breaker"));
-        cmd.args(args)
-            .arg("--config")
-            .arg(&self.config_path)
-            .env_remove("ROLLOUT_BREAKER_CONFIG");
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_command_rollouts_and_read_their_status() {

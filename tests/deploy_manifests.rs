@@ -971,11 +971,14 @@ fn readme_configuration_reference_names_every_config_field() {
     let (block, documented) = readme_config_block();
     // The block is a valid configuration as it stands.
     Config::from_toml(&block, "README.md configuration block").unwrap();
-    // Fields that serialize only when set: the statistical rule's parameters and metric gates.
+    // Fields that serialize only when set: the statistical rule's parameters, metric gates
+    // and webhooks.
     let optional = Config::from_toml(
-        "[policy]\nrule = \"statistical\"\n[policy.statistical]\nalpha = 0.02\n\
+        "[policy]\nrule = \"statistical\"\nauto_retry = true\n[policy.statistical]\nalpha = 0.02\n\
          [[policy.metrics]]\nname = \"cost\"\nbad_above = 0.05\n\
-         [[policy.metrics]]\nname = \"quality\"\nbad_below = 0.7\n",
+         [[policy.metrics]]\nname = \"quality\"\nbad_below = 0.7\n\
+         [[notify.webhooks]]\nname = \"a\"\nurl = \"http://h\"\nsecret = \"k\"\n\
+         [[notify.webhooks]]\nname = \"b\"\nurl = \"http://h\"\nsecret_env = \"K\"\n",
         "optional fields",
     )
     .unwrap();

@@ -92,6 +92,34 @@ fn engine() -> Engine {
     Engine::new(Policy::threshold(), EngineOptions::default())
 }
 
+/// The default policy with automatic retry on.
+fn auto_retry_engine() -> Engine {
+    let policy = Policy {
+        auto_retry: true,
+        ..Policy::default()
+    };
+    Engine::new(policy, EngineOptions::default())
+}
+
+/// The log with version labels: baselines `v1`, candidates a new label every 30 s, every
+/// other one failing all its tasks (a fleet shipping a bad build, then a fix, ...), so the
+/// breaker trips and automatic retries follow.
+fn labelled(mut log: Vec<In>) -> Vec<In> {
+    for input in &mut log {
+        if let In::Event(e) = input {
+            let build = (e.timestamp - T0) / 30_000;
+            e.version = match e.variant {
+                Variant::Baseline => "v1".into(),
+                Variant::Candidate => format!("v2.{build}"),
+            };
+            if e.variant == Variant::Candidate && build % 2 == 1 {
+                e.success = false;
+            }
+        }
+    }
+    log
+}
+
 fn apply(engine: &mut Engine, input: &In, out: &mut Vec<Decision>) {
     match input {
         In::Event(e) => {
@@ -110,12 +138,15 @@ fn apply(engine: &mut Engine, input: &In, out: &mut Vec<Decision>) {
 /// What a restarted processor holds after the prefix: the latest decision per rollout (a
 /// RETIRE is a tombstone) and the prefix's events replayed without judging.
 fn restored(prefix: &[In], published: &[Decision]) -> Engine {
+    restored_into(engine(), prefix, published)
+}
+
+fn restored_into(mut e: Engine, prefix: &[In], published: &[Decision]) -> Engine {
     let mut table = LatestDecisions::new();
     for d in published {
         let value = (!d.is_tombstone()).then(|| d.clone());
         table.apply(&d.rollout_id, value);
     }
-    let mut e = engine();
     for d in table.values() {
         e.restore(d).unwrap();
     }
@@ -149,6 +180,44 @@ proptest! {
         }
         prop_assert_eq!(a, b);
     }
+
+    #[test]
+    fn restore_is_exact_with_automatic_retry(log in input_log(), cut in 0.0f64..1.0) {
+        let log = labelled(log);
+        let k = (log.len() as f64 * cut) as usize;
+        let mut live = auto_retry_engine();
+        let mut before = Vec::new();
+        for input in &log[..k] {
+            apply(&mut live, input, &mut before);
+        }
+        let mut again = restored_into(auto_retry_engine(), &log[..k], &before);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for input in &log[k..] {
+            apply(&mut live, input, &mut a);
+            apply(&mut again, input, &mut b);
+        }
+        prop_assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn labelled_logs_exercise_automatic_retries() {
+    // Guards the property above: automatic STARTs after the first (retries) do happen.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut retries = 0;
+    for _ in 0..64 {
+        let log = labelled(input_log().new_tree(&mut runner).unwrap().current());
+        let mut e = auto_retry_engine();
+        let mut out = Vec::new();
+        for input in &log {
+            apply(&mut e, input, &mut out);
+        }
+        retries += out
+            .iter()
+            .filter(|d| d.reason.starts_with("auto retry:"))
+            .count();
+    }
+    assert!(retries > 0, "no automatic retry in 64 generated logs");
 }
 
 #[test]

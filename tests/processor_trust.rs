@@ -447,3 +447,92 @@ async fn a_restart_after_pause_and_resume_decides_like_an_uninterrupted_run() {
     );
     assert_eq!(got, want);
 }
+
+/// A labelled execution of rollout `id`.
+fn labelled(id: &str, variant: Variant, version: &str, success: bool, at: i64) -> ExecutionEvent {
+    let mut e = ExecutionEvent::new(id, variant, success, LatencyMs::new(100.0).unwrap(), at);
+    e.version = version.into();
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_retry_starts_a_tripped_rollout_again_on_a_new_version_after_a_restart() {
+    let (kafka, mut config) = setup(1).await;
+    config.policy = Policy {
+        auto_retry: true,
+        rule: rollout_breaker::engine::stats::Rule::Threshold,
+        ..Policy::default()
+    };
+    let id = "retried-agent";
+    let t0 = now_epoch_ms() - 5 * 60_000;
+    // A minute of `v2` failing every task (the breaker trips), baselines healthy.
+    let tripping: Vec<ExecutionEvent> = (0..600)
+        .map(|i| {
+            let at = t0 + i * 100;
+            if i % 5 == 0 {
+                labelled(id, Variant::Candidate, "v2", false, at)
+            } else {
+                labelled(id, Variant::Baseline, "v1", true, at)
+            }
+        })
+        .collect();
+    // After the restart: a straggler of v2 (ignored), then the fix `v3` reports.
+    let t1 = t0 + 70_000;
+    let fixed = vec![
+        labelled(id, Variant::Candidate, "v2", true, t1),
+        labelled(id, Variant::Baseline, "v1", true, t1 + 100),
+        labelled(id, Variant::Candidate, "v3", true, t1 + 200),
+        labelled(id, Variant::Baseline, "v1", true, t1 + 300),
+    ];
+    let all: Vec<ExecutionEvent> = tripping.iter().chain(&fixed).cloned().collect();
+    let expected = expected_decisions(&all, &config.policy);
+    let actions: Vec<(Action, Phase)> = expected[id].iter().map(|d| (d.action, d.to)).collect();
+    assert_eq!(
+        actions,
+        [
+            (Action::Start, Phase::Probe),
+            (Action::Rollback, Phase::Off),
+            (Action::Start, Phase::Probe)
+        ]
+    );
+
+    let producer = producer(&kafka.bootstrap);
+    let running = start(&config);
+    produce_events(&producer, &config.topics.events, &tripping, Encoding::Json).await;
+    let got = await_decisions(&kafka.bootstrap, &config, 2, Duration::from_secs(60)).await;
+    assert_eq!(got[id], expected[id][..2]);
+    assert_eq!(got[id][1].candidate_version.as_deref(), Some("v2"));
+    await_committed(&kafka.bootstrap, &config, Duration::from_secs(60)).await;
+    running.stop().await;
+
+    // The restarted processor knows the rolled-back version from the decisions topic alone.
+    let running = start(&config);
+    produce_events(&producer, &config.topics.events, &fixed, Encoding::Json).await;
+    let got = await_decisions(&kafka.bootstrap, &config, 3, Duration::from_secs(60)).await;
+    await_committed(&kafka.bootstrap, &config, Duration::from_secs(60)).await;
+    running.stop().await;
+    assert_eq!(got, expected);
+    let retry = &got[id][2];
+    assert_eq!(
+        (
+            retry.cause,
+            retry.actor.as_str(),
+            retry.candidate_version.as_deref()
+        ),
+        (
+            rollout_breaker::engine::Cause::Automatic,
+            "watchdog",
+            Some("v3")
+        )
+    );
+    assert!(retry.reason.starts_with("auto retry:"), "{}", retry.reason);
+    let report = tokio::task::spawn_blocking({
+        let c = config.clone();
+        move || rollout_breaker::kafka::audit::audit(&c)
+    })
+    .await
+    .unwrap()
+    .expect("audit runs");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.verified, 3);
+}

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod operate;
+pub mod replay;
 
 use crate::config::{Config, ConfigError, LogFormat};
 
@@ -61,6 +62,78 @@ pub enum Command {
     /// Where every rollout stands (phase, traffic, breaker, since when, last action), read from
     /// the decisions topic as routers read it.
     Status(StatusArgs),
+    /// Re-run the engine over the recorded events and commands (the topics, or an export) and
+    /// compare with the recorded decisions: agreement or the first divergence per rollout,
+    /// optionally an HTML report with plots. Exit code 0 when everything agrees, 1 on a
+    /// divergence (or an error).
+    Replay(ReplayArgs),
+    /// Write the events and decisions topics to JSON Lines files (raw record bytes), for
+    /// `replay --input` away from the cluster.
+    Export(ExportArgs),
+    /// Serve a read-only web page that follows the decisions topic: every rollout's phase,
+    /// traffic, breaker and last reason, and its decision timeline (JSON at /api/rollouts).
+    Console(ConsoleArgs),
+}
+
+/// `console` flags.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Address to serve the page on.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9465",
+        env = "ROLLOUT_BREAKER_CONSOLE_LISTEN"
+    )]
+    pub listen: SocketAddr,
+    /// Connection and topics (the processor's config).
+    #[command(flatten)]
+    pub connection: RunArgs,
+}
+
+/// `replay` flags.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Read an export directory (`rollout-breaker export --out DIR`) instead of the topics.
+    #[arg(long, value_name = "DIR")]
+    pub input: Option<PathBuf>,
+    /// Compare and plot decisions from this time on (RFC 3339, e.g. 2026-11-27T14:00:00Z,
+    /// or ms since the epoch). The engine always re-runs from the start of the input.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Compare and plot decisions up to this time (RFC 3339 or ms since the epoch).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Only this rollout.
+    #[arg(long)]
+    pub rollout: Option<String>,
+    /// Re-run with this default policy (TOML or JSON) instead of the config's: what would
+    /// have been decided under it (rollouts whose START carried a policy keep theirs).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Write a self-contained HTML report with a timeline plot per rollout.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Connection and topics (the processor's config).
+    #[command(flatten)]
+    pub connection: RunArgs,
+}
+
+/// `export` flags.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Directory to write `events.jsonl`, `decisions.jsonl` and `meta.json` to.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only records stamped from this time on (RFC 3339 or ms since the epoch). A replay
+    /// re-runs the engine from the first exported record: leave it out to replay exactly.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only records stamped up to this time (RFC 3339 or ms since the epoch).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Connection and topics (the processor's config).
+    #[command(flatten)]
+    pub connection: RunArgs,
 }
 
 /// What an operator can ask of a rollout.

@@ -42,6 +42,17 @@ pub fn format_time(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Reads a policy file: JSON when it ends in `.json`, TOML otherwise.
+pub fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    Ok(if path.extension().is_some_and(|e| e == "json") {
+        Policy::from_json(&text)?
+    } else {
+        Policy::from_toml(&text)?
+    })
+}
+
 /// Builds the command `args` describe (reads `--policy`).
 pub fn command(args: &RolloutArgs) -> anyhow::Result<Command> {
     let kind = kind(args.action);
@@ -59,14 +70,7 @@ pub fn command(args: &RolloutArgs) -> anyhow::Result<Command> {
     let actor = args.actor.clone().unwrap_or_else(os_user);
     let mut c = Command::new(&args.rollout, kind, actor, args.reason.clone(), now_ms());
     if let Some(path) = &args.policy {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let policy = if path.extension().is_some_and(|e| e == "json") {
-            Policy::from_json(&text)?
-        } else {
-            Policy::from_toml(&text)?
-        };
-        c.policy = Some(policy);
+        c.policy = Some(load_policy(path)?);
     }
     c.candidate_version.clone_from(&args.candidate_version);
     c.baseline_version.clone_from(&args.baseline_version);

@@ -222,6 +222,14 @@ pub struct Policy {
     /// Parameters of the statistical rule (ignored by the threshold rule).
     #[serde(default, skip_serializing_if = "StatisticalParams::is_default")]
     pub statistical: StatisticalParams,
+    /// Automatic retry: after the breaker tripped (an automatic ROLLBACK, not an operator's
+    /// ABORT), a CANDIDATE event reporting a version label other than the rolled-back one
+    /// starts the rollout again at `initial_phase`, as an operator's RETRY would. The
+    /// rolled-back label is the newest one the candidate's events reported in the judged
+    /// window (else the START command's `candidate_version`); events with an empty label never
+    /// count. Off by default; omitted from serialized policies when off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auto_retry: bool,
     /// Agent metrics the statistical rule also compares with the baseline (`[[metrics]]`;
     /// none by default; ignored by the threshold rule). See [`MetricGate`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -245,10 +253,15 @@ impl Default for Policy {
             traffic_shortfall_alpha: default_traffic_shortfall_alpha(),
             traffic_shortfall_grace_ms: default_traffic_shortfall_grace_ms(),
             rule: Rule::default(),
+            auto_retry: false,
             statistical: StatisticalParams::default(),
             metrics: Vec::new(),
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Longest window we accept: one day. Longer ones would need more sub-buckets than a

@@ -12,6 +12,7 @@
 //! | not OFF         | PAUSE / RESUME             | same phase       | PAUSE / RESUME |
 //! | auto-started, nothing decided since | START   | START's initial phase | START (START wins) |
 //! | OFF or FULL     | RETIRE                     | (forgotten)      | RETIRE (tombstone) |
+//! | OFF after an automatic ROLLBACK, policy `auto_retry` | CANDIDATE event with a new version label | initial phase | START |
 
 use std::sync::Arc;
 
@@ -59,6 +60,14 @@ pub struct Rollout {
     /// Agent-metric counts of the open buckets (statistical rule with metric gates only).
     #[serde(default)]
     agent: statistical::AgentBuckets,
+    /// Policy `auto_retry` only: the newest version label candidate events reported, per
+    /// bucket start (evicted with the windows, so a restore rebuilds it exactly).
+    #[serde(default)]
+    candidate_labels: std::collections::BTreeMap<EventTime, String>,
+    /// The last published decision is an automatic ROLLBACK: with `auto_retry`, a candidate
+    /// event with a new version label starts the rollout again.
+    #[serde(default)]
+    retry_armed: bool,
 }
 
 /// First bucket boundary at or after `t`.
@@ -93,6 +102,8 @@ impl Rollout {
             candidate: VariantWindow::default(),
             stats: super::stats::PhaseStats::default(),
             agent: statistical::AgentBuckets::default(),
+            candidate_labels: std::collections::BTreeMap::new(),
+            retry_armed: false,
         }
     }
 
@@ -266,6 +277,13 @@ impl Rollout {
         if !quantiles && verdict.action != Action::Maintain {
             metrics = self.snapshot_with(end, true);
         }
+        if verdict.action == Action::Rollback && self.policy.auto_retry {
+            // The version an auto retry must see replaced: what the candidate reported in
+            // the judged window, in the label space later events use.
+            if let Some(label) = self.candidate_label_in(metrics.window_start, end) {
+                self.candidate_version = Some(label.clone());
+            }
+        }
         Some(self.transition(
             verdict.action,
             to,
@@ -319,13 +337,27 @@ impl Rollout {
             let cutoff = end - self.policy.monitoring_window_ms as i64;
             self.baseline.evict_before(cutoff);
             self.candidate.evict_before(cutoff);
+            if !self.candidate_labels.is_empty() {
+                self.candidate_labels = self.candidate_labels.split_off(&cutoff);
+            }
         }
     }
 
-    /// Handles one execution event: record, then close what the watermark passed.
+    /// Handles one execution event: record, then close what the watermark passed. With
+    /// `auto_retry`, a candidate event with a new version label after the breaker tripped
+    /// first starts the rollout again.
     pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
+        if let Some(reason) = self.retry_reason(event) {
+            self.candidate_version = Some(event.version.clone());
+            let at = bucket_start(event.timestamp, self.width());
+            out.push(self.start(at, Cause::Automatic, WATCHDOG, reason));
+            // Not a first start: an operator's START does not override it (a restore could
+            // not tell, as it only treats sequence 1 as an auto-start).
+            self.auto_started = false;
+        }
         if self.record(event.variant, event.success, event.latency, event.timestamp) {
             self.record_agent_metrics(event);
+            self.record_candidate_label(event);
             self.close_buckets(out);
         }
     }
@@ -335,8 +367,52 @@ impl Rollout {
     pub fn replay_event(&mut self, event: &ExecutionEvent) {
         if self.record(event.variant, event.success, event.latency, event.timestamp) {
             self.record_agent_metrics(event);
+            self.record_candidate_label(event);
             self.close_buckets_silently();
         }
+    }
+
+    /// Why `event` starts the rollout again under `auto_retry`, if it does: the breaker
+    /// tripped, and the event is a candidate's with a label other than the rolled-back one.
+    fn retry_reason(&self, event: &ExecutionEvent) -> Option<String> {
+        if !(self.retry_armed && self.policy.auto_retry && self.phase == Phase::Off)
+            || event.variant != Variant::Candidate
+            || event.version.is_empty()
+        {
+            return None;
+        }
+        let old = self.candidate_version.as_deref()?;
+        (event.version != old).then(|| {
+            format!(
+                "auto retry: candidate reports version `{}` after the rollback of `{old}`; \
+                 starting again at {}",
+                event.version, self.policy.initial_phase
+            )
+        })
+    }
+
+    fn record_candidate_label(&mut self, event: &ExecutionEvent) {
+        if self.policy.auto_retry
+            && event.variant == Variant::Candidate
+            && !event.version.is_empty()
+        {
+            let start = bucket_start(event.timestamp, self.width());
+            match self.candidate_labels.get_mut(&start) {
+                Some(label) if *label == event.version => {}
+                Some(label) => label.clone_from(&event.version),
+                None => {
+                    self.candidate_labels.insert(start, event.version.clone());
+                }
+            }
+        }
+    }
+
+    /// The newest label candidate events reported in `[start, end)`.
+    fn candidate_label_in(&self, start: EventTime, end: EventTime) -> Option<&String> {
+        self.candidate_labels
+            .range(start..end)
+            .next_back()
+            .map(|(_, label)| label)
     }
 
     /// Starts the rollout at its initial phase (automatic: on its first event).
@@ -483,6 +559,7 @@ impl Rollout {
         self.paused = d.paused;
         self.auto_started =
             d.action == Action::Start && d.cause == Cause::Automatic && d.sequence == 1;
+        self.retry_armed = d.action == Action::Rollback && d.cause == Cause::Automatic;
         self.sequence = d.sequence;
         // Records written before `phase_started_at` existed: the best guess is the decision's
         // time rounded up, which is right unless the last decision was a PAUSE or RESUME.
@@ -515,6 +592,7 @@ impl Rollout {
         if action != Action::Maintain {
             self.sequence += 1;
             self.auto_started = false;
+            self.retry_armed = action == Action::Rollback && cause == Cause::Automatic;
         }
         if to != from {
             self.phase = to;
@@ -564,5 +642,162 @@ impl Rollout {
                 .then(|| serde_json::to_string(&*self.policy).unwrap_or_default()),
             phase_started_at: Some(self.phase_started_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::{
+        Action, Cause, Command, CommandKind, Decision, Engine, EngineOptions, ExecutionEvent,
+        LatencyMs, Phase, Policy, Variant,
+    };
+
+    const T0: i64 = 1_764_201_600_000;
+
+    fn event(variant: Variant, version: &str, success: bool, at: i64) -> ExecutionEvent {
+        let mut e = ExecutionEvent::new("r", variant, success, LatencyMs::new(100.0).unwrap(), at);
+        e.version = version.into();
+        e
+    }
+
+    fn feed(engine: &mut Engine, events: &[ExecutionEvent]) -> Vec<Decision> {
+        let mut out = Vec::new();
+        for e in events {
+            engine.apply_event(e, &mut out);
+        }
+        out.retain(Decision::is_published);
+        out
+    }
+
+    /// 60 s from `from`: a healthy baseline every 100 ms, and every 500 ms a candidate
+    /// labelled `candidate` that fails its task.
+    fn failing(from: i64, candidate: &str) -> Vec<ExecutionEvent> {
+        (0..600)
+            .map(|i| {
+                let at = from + i * 100;
+                if i % 5 == 0 {
+                    event(Variant::Candidate, candidate, false, at)
+                } else {
+                    event(Variant::Baseline, "v1", true, at)
+                }
+            })
+            .collect()
+    }
+
+    fn engine(auto_retry: bool) -> Engine {
+        let policy = Policy {
+            auto_retry,
+            ..Policy::default()
+        };
+        Engine::new(policy, EngineOptions::default())
+    }
+
+    /// Tripped by a failing `v2`: returns the engine and the event time after the trip.
+    fn tripped(auto_retry: bool) -> (Engine, i64) {
+        let mut e = engine(auto_retry);
+        let ds = feed(&mut e, &failing(T0, "v2"));
+        let rollback = ds.last().unwrap();
+        assert_eq!(
+            (rollback.action, rollback.cause, rollback.to),
+            (Action::Rollback, Cause::Automatic, Phase::Off),
+            "{ds:?}"
+        );
+        let want = auto_retry.then(|| "v2".to_owned());
+        assert_eq!(rollback.candidate_version, want);
+        (e, T0 + 60_000)
+    }
+
+    #[test]
+    fn a_new_candidate_version_starts_a_tripped_rollout_again() {
+        let (mut e, t) = tripped(true);
+        let seq = e.rollout("r").unwrap().sequence();
+        // Stragglers of the rolled-back version, unlabelled candidates and baselines with a
+        // new label change nothing.
+        let quiet = [
+            event(Variant::Candidate, "v2", true, t),
+            event(Variant::Candidate, "", true, t + 1),
+            event(Variant::Baseline, "v3", true, t + 2),
+        ];
+        assert_eq!(feed(&mut e, &quiet), vec![]);
+        let ds = feed(&mut e, &[event(Variant::Candidate, "v3", true, t + 3)]);
+        assert_eq!(ds.len(), 1, "{ds:?}");
+        let d = &ds[0];
+        assert_eq!(
+            (
+                d.action,
+                d.from,
+                d.to,
+                d.cause,
+                d.actor.as_str(),
+                d.sequence
+            ),
+            (
+                Action::Start,
+                Phase::Off,
+                Phase::Probe,
+                Cause::Automatic,
+                "watchdog",
+                seq + 1
+            )
+        );
+        assert_eq!(d.candidate_version.as_deref(), Some("v3"));
+        assert!(
+            d.reason.contains("`v3`") && d.reason.contains("`v2`"),
+            "{}",
+            d.reason
+        );
+        // It is judged afresh: a failing v3 trips again, named v3; then v4 retries.
+        let ds = feed(&mut e, &failing(t + 10_000, "v3"));
+        let last = ds.last().unwrap();
+        assert_eq!((last.action, last.to), (Action::Rollback, Phase::Off));
+        assert_eq!(last.candidate_version.as_deref(), Some("v3"));
+        let ds = feed(&mut e, &[event(Variant::Candidate, "v4", true, t + 80_000)]);
+        assert_eq!(
+            ds.iter().map(|d| d.action).collect::<Vec<_>>(),
+            [Action::Start]
+        );
+    }
+
+    #[test]
+    fn without_the_option_or_after_an_abort_nothing_restarts() {
+        let (mut e, t) = tripped(false);
+        assert_eq!(
+            feed(&mut e, &[event(Variant::Candidate, "v3", true, t)]),
+            vec![]
+        );
+        // An operator's ABORT is not the breaker tripping: a person restarts with RETRY.
+        let mut e = engine(true);
+        let mut start = failing(T0, "v2");
+        start.truncate(20);
+        feed(&mut e, &start);
+        e.apply_command(&Command::new(
+            "r",
+            CommandKind::Abort,
+            "ana",
+            "no",
+            T0 + 2_500,
+        ))
+        .unwrap();
+        assert_eq!(
+            feed(&mut e, &[event(Variant::Candidate, "v3", true, T0 + 3_000)]),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_restored_engine_retries_as_the_uninterrupted_one() {
+        let (mut live, t) = tripped(true);
+        let rollback = live.rollout("r").unwrap().sequence();
+        let mut restored = engine(true);
+        let mut published = feed(&mut engine(true), &failing(T0, "v2"));
+        assert_eq!(published.len() as u64, rollback);
+        restored.restore(&published.pop().unwrap()).unwrap();
+        let next = [
+            event(Variant::Candidate, "v2", true, t),
+            event(Variant::Candidate, "v3", true, t + 1),
+        ];
+        let again = feed(&mut restored, &next);
+        assert_eq!(again.len(), 1, "{again:?}");
+        assert_eq!(again, feed(&mut live, &next));
     }
 }

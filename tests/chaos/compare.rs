@@ -337,23 +337,41 @@ fn by_rollout(log: &[Rec]) -> BTreeMap<String, Vec<&Rec>> {
 
 /// `rollout-breaker audit --config FILE`: (exit status success, summary line, output path).
 pub fn audit(bin: &Path, config: &Path, out_dir: &Path, label: &str) -> (bool, String, String) {
+    check(bin, &["audit"], config, out_dir, label)
+}
+
+/// `rollout-breaker replay --config FILE`, the operator's view of the same re-run: (exit
+/// status success, summary line, output path).
+pub fn replay(bin: &Path, config: &Path, out_dir: &Path, label: &str) -> (bool, String, String) {
+    check(bin, &["replay"], config, out_dir, label)
+}
+
+/// Runs `bin ARGS --config FILE`, keeps its output in `OUT_DIR/ARGS[0]-LABEL.txt`, and
+/// returns (exit status success, the line starting with `ARGS[0]:`, output path).
+fn check(
+    bin: &Path,
+    args: &[&str],
+    config: &Path,
+    out_dir: &Path,
+    label: &str,
+) -> (bool, String, String) {
     let out = Command::new(bin)
-        .arg("audit")
+        .args(args)
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "warn")
         .output()
-        .expect("running rollout-breaker audit");
+        .unwrap_or_else(|e| panic!("running rollout-breaker {}: {e}", args[0]));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let path = out_dir.join(format!("audit-{label}.txt"));
-    std::fs::write(&path, &text).expect("audit output");
+    let path = out_dir.join(format!("{}-{label}.txt", args[0]));
+    std::fs::write(&path, &text).expect("command output");
     let summary = text
         .lines()
-        .find(|l| l.starts_with("audit:"))
+        .find(|l| l.starts_with(&format!("{}:", args[0])))
         .unwrap_or("no summary line")
         .to_owned();
     (

@@ -15,6 +15,7 @@ use testcontainers_modules::kafka::apache;
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
 
+pub mod cli;
 pub mod http;
 pub mod processor;
 

@@ -316,7 +316,8 @@ pub async fn await_committed(bootstrap: &str, config: &Config, timeout: Duration
                     })
                     .unwrap_or(-1);
                 last = (committed, high);
-                if committed >= high {
+                // An empty partition has nothing to commit.
+                if committed >= high || high == 0 {
                     continue;
                 }
                 if committed < 0 || high - committed > 10 {

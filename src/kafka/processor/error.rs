@@ -26,6 +26,9 @@ pub enum ProcessorError {
     /// The HTTP listener could not bind.
     #[error("http listener: {0}")]
     Http(#[from] std::io::Error),
+    /// A webhook could not be set up (unset `secret_env`, bad URL). Not retryable.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     /// Another process took over this instance's identity: a processor started with the same
     /// transactional id or static group member id. Not retryable: restarting would fence the
     /// other one in turn, and the two would take turns forever.
@@ -48,6 +51,7 @@ impl ProcessorError {
             ProcessorError::Admin(e) => e.is_retryable(),
             ProcessorError::DeadLetterFlood { .. }
             | ProcessorError::Http(_)
+            | ProcessorError::Notify(_)
             | ProcessorError::Fenced { .. } => false,
         }
     }

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::kafka::admin::{self, TopicSpec, TopicWarning};
 use crate::kafka::client::client_config;
 use crate::kafka::retry;
+use crate::notify::Notifier;
 use crate::observe::{
     self, BrokerConnected, BrokerUnreachable, Health, TopicCheckSkipped, TopicCheckWarning,
 };
@@ -218,6 +219,9 @@ pub async fn run(
         .await?;
     }
     observe::register_processor_metrics();
+    // Webhook tasks run on this runtime; the loop only offers them committed decisions. Set
+    // up first, so a webhook that cannot work (unset secret_env) stops the start at once.
+    let notifier = Notifier::start(&config.notify)?;
     tokio::pin!(shutdown);
     let watch = BrokerWatch {
         health: health.clone(),
@@ -269,8 +273,9 @@ pub async fn run(
     let loop_stop = stop.clone();
     let loop_health = health.clone();
     let id = config.transactional_id();
+    let queue = notifier.queue();
     let mut worker = tokio::task::spawn_blocking(move || {
-        let processor = Processor::new(config, loop_health)?;
+        let processor = Processor::new(config, loop_health)?.with_notifications(queue);
         processor.run(&loop_stop)
     });
     let result = tokio::select! {
@@ -281,7 +286,13 @@ pub async fn run(
             worker.await
         }
     };
+    // The loop (and its queue handle) is gone: deliver what is queued, within bounds.
+    notifier.shutdown(NOTIFY_SHUTDOWN_GRACE).await;
     result
         .expect("processor thread panicked")
         .map_err(|e| e.identify_fencing(&id))
 }
+
+/// How long a stopping processor lets its webhooks finish the decisions already queued (a
+/// supervisor's stop timeout is usually 10 s or more; Kubernetes' default is 30 s).
+const NOTIFY_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

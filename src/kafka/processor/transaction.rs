@@ -192,8 +192,11 @@ impl Processor {
                 }
             }
         }
+        // Only now, with the transaction committed: a webhook never hears of an aborted
+        // decision. `offer` never waits (a full queue drops and counts).
         for (p, d) in &decisions {
             DecisionPublished(d, *p).emit();
+            self.notify.offer(d);
         }
         let late: u64 = self
             .partitions

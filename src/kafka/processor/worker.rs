@@ -21,6 +21,7 @@ use crate::engine::Engine;
 use crate::input::AdmissionRules;
 use crate::kafka::admin;
 use crate::kafka::client::client_config_with_defaults;
+use crate::notify::NotifyQueue;
 use crate::observe::Health;
 
 /// One assigned partition's state.
@@ -49,6 +50,8 @@ pub struct Processor {
     pub(super) late_seen: u64,
     pub(super) buf: Vec<u8>,
     pub(super) admission: AdmissionRules,
+    /// Webhook queues committed decisions are offered to (none by default).
+    pub(super) notify: NotifyQueue,
 }
 
 /// One input record, detached from the consumer.
@@ -130,7 +133,15 @@ impl Processor {
             late_seen: 0,
             buf: Vec::with_capacity(1024),
             admission,
+            notify: NotifyQueue::default(),
         })
+    }
+
+    /// Offers every decision to `queue` once its transaction has committed (see
+    /// [`crate::notify`]).
+    pub fn with_notifications(mut self, queue: NotifyQueue) -> Self {
+        self.notify = queue;
+        self
     }
 
     pub(super) fn txn_timeout(&self) -> Duration {
