@@ -168,8 +168,12 @@ impl DecisionPublished<'_> {
             Action::Resume => "Resumed rollout.",
             Action::Maintain => "Maintained rollout.",
             Action::Retire => "Retired rollout.",
+            Action::Warning if d.warning.as_ref().is_some_and(|w| w.cleared) => {
+                "Cleared early warning."
+            }
+            Action::Warning => "Early warning.",
         };
-        if d.action == Action::Rollback {
+        if matches!(d.action, Action::Rollback | Action::Warning) {
             warn!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
         } else {
             info!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
