@@ -173,7 +173,8 @@ impl DecisionPublished<'_> {
             }
             Action::Warning => "Early warning.",
         };
-        if matches!(d.action, Action::Rollback | Action::Warning) {
+        let raised = d.warning.as_ref().is_some_and(|w| !w.cleared);
+        if d.action == Action::Rollback || raised {
             warn!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
         } else {
             info!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
