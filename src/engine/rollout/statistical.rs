@@ -161,6 +161,10 @@ impl Rollout {
             let reason = match a.change {
                 Change::Raised => {
                     let trend = match a.projected_ms {
+                        Some(ms) if ms < 120_000 => format!(
+                            "at the current trend the rollback threshold is {} s away",
+                            ms / 1_000
+                        ),
                         Some(ms) => format!(
                             "at the current trend the rollback threshold is {:.1} min away",
                             ms as f64 / 60_000.0
