@@ -109,21 +109,22 @@ impl ChangeDetector {
         mixture(&self.s)
     }
 
-    /// Event time (ms after `now`) at which the line through the trend points reaches `target`
-    /// on the chosen coordinate (`ln E` or `D`); `None` when it is not rising.
+    /// Event time (ms after the last trend point) at which the line through the trend points
+    /// reaches `target` on the chosen coordinate (`ln E` or `D`): 0 when it is already there,
+    /// `None` when it is not rising (or there is one point only).
     fn projected(
         &self,
         target: f64,
         pick: impl Fn(&(EventTime, f64, f64, f64)) -> f64,
     ) -> Option<i64> {
         let (first, last) = (self.trend.front()?, self.trend.back()?);
-        let (dt, dv) = ((last.0 - first.0) as f64, pick(last) - pick(first));
-        if dt <= 0.0 || dv <= 0.0 {
-            return None;
-        }
         let left = target - pick(last);
         if left <= 0.0 {
             return Some(0);
+        }
+        let (dt, dv) = ((last.0 - first.0) as f64, pick(last) - pick(first));
+        if dt <= 0.0 || dv <= 0.0 {
+            return None;
         }
         Some((left * dt / dv).round() as i64)
     }
@@ -346,6 +347,8 @@ mod tests {
         assert!(w.changes.is_empty());
         let d = &w.detectors[0];
         assert_eq!(d.projected(6.0, |p| p.1), Some(23_333));
+        assert_eq!(d.projected(2.5, |p| p.1), Some(0), "already there");
+        assert_eq!(d.projected(6.0, |p| -p.1), None, "falling");
         // Clean buckets pull D below h/2 = 0.75: cleared, detector restarted.
         let mut t = 20_000;
         while w.changes.is_empty() {

@@ -161,6 +161,7 @@ impl Rollout {
             let reason = match a.change {
                 Change::Raised => {
                     let trend = match a.projected_ms {
+                        Some(0) => "the rollback threshold is reached".to_owned(),
                         Some(ms) if ms < 120_000 => format!(
                             "at the current trend the rollback threshold is {} s away",
                             ms / 1_000
@@ -169,7 +170,7 @@ impl Rollout {
                             "at the current trend the rollback threshold is {:.1} min away",
                             ms as f64 / 60_000.0
                         ),
-                        None => "not rising towards the rollback threshold yet".to_owned(),
+                        None => "not rising towards the rollback threshold".to_owned(),
                     };
                     format!(
                         "{phase}: early warning: candidate's {what} changed for the worse: \
