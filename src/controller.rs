@@ -4,7 +4,7 @@
 //! use rollout_breaker::controller::Controller;
 //! use rollout_breaker::engine::{Action, Policy, Variant};
 //!
-//! let mut c = Controller::new(Policy::default()).unwrap();
+//! let mut c = Controller::new(Policy::threshold()).unwrap();
 //! let t0 = 1_700_000_000_000;
 //! for i in 0..20 {
 //!     c.record_execution(Variant::Candidate, true, 1_200.0, t0 + i).unwrap();
@@ -80,8 +80,8 @@ impl Controller {
         if policy.rule != crate::engine::stats::Rule::Threshold {
             return Err(PolicyError::new(
                 "rule",
-                "must be \"threshold\" in the embedded controller (the statistical rule \
-                 judges closed buckets; use the engine)",
+                "must be \"threshold\" in the embedded controller (`Policy::threshold()`; the \
+                 statistical rule, the default, judges closed buckets: use the engine)",
             )
             .into());
         }
@@ -180,11 +180,16 @@ impl Controller {
             path: path.display().to_string(),
             source,
         })?;
-        let c: Controller =
-            serde_json::from_slice(&bytes).map_err(|source| ControllerError::Format {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let format = |source| ControllerError::Format {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(format)?;
+        // Saved before the rule was always written: it was the threshold rule.
+        if let Some(policy) = value.pointer_mut("/rollout/policy") {
+            Policy::stored_rule_default(policy);
+        }
+        let c: Controller = serde_json::from_value(value).map_err(format)?;
         c.rollout.policy().validate()?;
         Ok(c)
     }

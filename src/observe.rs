@@ -16,7 +16,7 @@ use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::{info, warn};
 
-use crate::engine::{Action, Decision};
+use crate::engine::{Action, Decision, ExecutionEvent, Phase, Variant};
 
 /// Input records read, by topic kind (`events`, `commands`).
 pub const RECORDS_IN: &str = "rollout_breaker_records_in_total";
@@ -47,6 +47,18 @@ pub const BROKER_CONNECTED: &str = "rollout_breaker_broker_connected";
 /// Errors librdkafka reported about the cluster connection (refused, resolve, all down...).
 pub const BROKER_ERRORS: &str = "rollout_breaker_broker_errors_total";
 
+/// Executions read from the events topic, by variant (`BASELINE`, `CANDIDATE`) and outcome
+/// (`success`, `failure`): completion per variant is `success / (success + failure)`.
+pub const EXECUTIONS: &str = "rollout_breaker_executions_total";
+/// Sum of those executions' latencies in ms, by variant: mean latency per variant is its rate
+/// over the rate of `rollout_breaker_executions_total`.
+pub const EXECUTION_LATENCY: &str = "rollout_breaker_execution_latency_ms_total";
+/// Rollouts held in memory, by phase (updated when a batch published a decision and after
+/// rebalances).
+pub const ROLLOUTS_BY_PHASE: &str = "rollout_breaker_rollouts_by_phase";
+/// Seconds the last restore took (every partition of one assignment, read in parallel).
+pub const RESTORE_SECONDS: &str = "rollout_breaker_restore_duration_seconds";
+
 /// Every processor metric, as `/metrics` shows it (and the README's Operations list names
 /// it). Unlabelled ones are registered at zero by [`register_processor_metrics`], so a
 /// scrape shows them before anything happened.
@@ -65,6 +77,10 @@ pub const PROCESSOR_METRICS: &[&str] = &[
     ROLLOUTS,
     BROKER_CONNECTED,
     BROKER_ERRORS,
+    EXECUTIONS,
+    EXECUTION_LATENCY,
+    ROLLOUTS_BY_PHASE,
+    RESTORE_SECONDS,
 ];
 
 /// Registers the processor's unlabelled metrics at zero, so dashboards and alerts see them
@@ -79,6 +95,73 @@ pub fn register_processor_metrics() {
     gauge!(PARTITIONS_ASSIGNED).set(0.0);
     gauge!(PARTITIONS_RESTORED).set(0.0);
     gauge!(ROLLOUTS).set(0.0);
+    gauge!(RESTORE_SECONDS).set(0.0);
+    for phase in Phase::ALL {
+        gauge!(ROLLOUTS_BY_PHASE, "phase" => phase.name()).set(0.0);
+    }
+    for variant in [Variant::Baseline, Variant::Candidate] {
+        let v = ExecutionTally::label(variant);
+        counter!(EXECUTIONS, "variant" => v, "outcome" => "success").absolute(0);
+        counter!(EXECUTIONS, "variant" => v, "outcome" => "failure").absolute(0);
+        counter!(EXECUTION_LATENCY, "variant" => v).absolute(0);
+    }
+}
+
+/// Executions of one batch, counted in place and added to the metrics once per batch (no
+/// metric lookup per record).
+#[derive(Debug, Default)]
+pub struct ExecutionTally {
+    /// `[variant][failed]` counts.
+    count: [[u64; 2]; 2],
+    /// Latency sums in ms, per variant.
+    latency_ms: [f64; 2],
+}
+
+impl ExecutionTally {
+    /// Counts one execution.
+    pub fn record(&mut self, event: &ExecutionEvent) {
+        let v = usize::from(event.variant == Variant::Candidate);
+        self.count[v][usize::from(!event.success)] += 1;
+        self.latency_ms[v] += event.latency.get();
+    }
+
+    fn label(variant: Variant) -> &'static str {
+        match variant {
+            Variant::Baseline => "BASELINE",
+            Variant::Candidate => "CANDIDATE",
+        }
+    }
+
+    /// Adds the batch's counts to the metrics.
+    pub fn emit(&self) {
+        for (v, variant) in [Variant::Baseline, Variant::Candidate]
+            .into_iter()
+            .enumerate()
+        {
+            let label = Self::label(variant);
+            for (f, outcome) in ["success", "failure"].into_iter().enumerate() {
+                if self.count[v][f] > 0 {
+                    counter!(EXECUTIONS, "variant" => label, "outcome" => outcome)
+                        .increment(self.count[v][f]);
+                }
+            }
+            if self.count[v].iter().sum::<u64>() > 0 {
+                counter!(EXECUTION_LATENCY, "variant" => label)
+                    .increment(self.latency_ms[v].round() as u64);
+            }
+        }
+    }
+}
+
+/// Sets `rollout_breaker_rollouts_by_phase` from the phases of the rollouts held.
+pub fn set_rollouts_by_phase(phases: impl Iterator<Item = Phase>) {
+    let mut n = [0u64; Phase::ALL.len()];
+    for phase in phases {
+        n[phase as usize] += 1;
+    }
+    for phase in Phase::ALL {
+        gauge!(ROLLOUTS_BY_PHASE, "phase" => phase.name()).set(n[phase as usize] as f64);
+    }
 }
 
 /// librdkafka reported an error about the cluster connection.

@@ -287,6 +287,10 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// How long a bad candidate that reached FULL is still watched for a rollback (a rollback
+/// from FULL counts as caught, with everything it served until then as exposure).
+pub const FULL_WATCH_MS: i64 = 10 * 60 * 1000;
+
 /// Plays one rollout of `scenario` under `policy`.
 pub fn simulate(
     scenario: &Scenario,
@@ -402,7 +406,12 @@ pub fn simulate(
                 _ => {}
             }
         }
-        if outcome.rolled_back_at.is_some() || outcome.full_at.is_some() {
+        // A good candidate's simulation ends at FULL. A bad one's goes on at FULL (where the
+        // breaker can still trip) until it is rolled back, for at most `FULL_WATCH_MS`.
+        let watched_out = outcome
+            .full_at
+            .is_some_and(|full| !scenario.is_bad() || now - full > FULL_WATCH_MS);
+        if outcome.rolled_back_at.is_some() || watched_out {
             break;
         }
     }
@@ -428,7 +437,8 @@ pub struct Cell {
     pub bad_candidate: bool,
     /// Good scenarios: fraction of rollouts rolled back.
     pub false_rollback_rate: Option<f64>,
-    /// Bad scenarios: fraction not rolled back within the horizon (FULL or still in trial).
+    /// Bad scenarios: fraction not rolled back within the horizon, nor within `FULL_WATCH_MS`
+    /// of reaching FULL.
     pub missed_rate: Option<f64>,
     /// Bad scenarios: bad requests served from the onset until the rollback, median.
     pub exposure_p50: Option<u64>,

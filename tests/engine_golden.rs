@@ -23,7 +23,7 @@ fn policy() -> Policy {
             small: TrafficPercent::new(25.0).unwrap(),
             medium: TrafficPercent::new(50.0).unwrap(),
         },
-        ..Policy::default()
+        ..Policy::threshold()
     }
 }
 

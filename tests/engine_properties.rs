@@ -64,7 +64,7 @@ proptest! {
         events in event_log(),
         jitter_seed in any::<u64>(),
     ) {
-        let lateness = Policy::default().allowed_lateness_ms as i64;
+        let lateness = Policy::threshold().allowed_lateness_ms as i64;
         // Arrival order: sorted by event time plus a jitter below the allowed lateness, so no
         // event arrives after the watermark passed its window. The first event (which starts
         // the rollout) stays first.
@@ -122,7 +122,7 @@ fn event_log() -> impl Strategy<Value = Vec<ExecutionEvent>> {
 }
 
 fn run(events: &[ExecutionEvent]) -> Vec<Decision> {
-    let mut engine = Engine::new(Policy::default(), EngineOptions::default());
+    let mut engine = Engine::new(Policy::threshold(), EngineOptions::default());
     let mut out: Vec<Decision> = events.iter().flat_map(|e| engine.apply(e)).collect();
     // Two rollouts interleave differently under a permutation; compare per rollout.
     out.sort_by(|a, b| a.rollout_id.cmp(&b.rollout_id));

@@ -52,7 +52,7 @@ fn input_log() -> impl Strategy<Value = Vec<In>> {
                     if c.kind == CommandKind::Start && skew > 0 {
                         c.policy = Some(Policy {
                             min_samples_per_phase: 5,
-                            ..Policy::default()
+                            ..Policy::threshold()
                         });
                         c.candidate_version = Some("v2".into());
                     }
@@ -89,7 +89,7 @@ fn input_log() -> impl Strategy<Value = Vec<In>> {
 }
 
 fn engine() -> Engine {
-    Engine::new(Policy::default(), EngineOptions::default())
+    Engine::new(Policy::threshold(), EngineOptions::default())
 }
 
 fn apply(engine: &mut Engine, input: &In, out: &mut Vec<Decision>) {
@@ -190,7 +190,7 @@ fn start_wins_over_an_auto_start() {
     let mut start = Command::new("r", CommandKind::Start, "ana", "v2 with its policy", T0 + 5);
     start.policy = Some(Policy {
         initial_phase: Phase::Small,
-        ..Policy::default()
+        ..Policy::threshold()
     });
     start.candidate_version = Some("v2".into());
     let d = e
@@ -216,4 +216,43 @@ fn retire_forgets_a_finished_rollout_only() {
     assert!(d.is_tombstone());
     assert!(e.rollout("r").is_none());
     assert!(e.is_empty());
+}
+
+/// Policies stored by versions before the statistical rule became the default left `rule` out
+/// when it was "threshold": such a decision restores under the threshold rule, whatever the
+/// processor's default now is; one that names its rule keeps it.
+#[test]
+fn a_stored_policy_without_a_rule_restores_under_the_threshold_rule() {
+    use rollout_breaker::engine::stats::Rule;
+    let mut e = engine();
+    let mut start = Command::new("r", CommandKind::Start, "ana", "go", T0);
+    start.policy = Some(Policy {
+        max_latency_ms: 1_500.0,
+        ..Policy::threshold()
+    });
+    let d = e.apply_command(&start).unwrap();
+    let stored = d.policy_json.clone().expect("a custom policy is stored");
+    assert!(stored.contains(r#""rule":"threshold""#), "{stored}");
+
+    let mut old = d.clone();
+    let mut value: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    value.as_object_mut().unwrap().remove("rule");
+    old.policy_json = Some(value.to_string());
+    let mut restored = Engine::new(Policy::default(), EngineOptions::default());
+    assert_eq!(Policy::default().rule, Rule::Statistical);
+    restored.restore(&old).unwrap();
+    let policy = restored.rollout("r").unwrap().policy();
+    assert_eq!(
+        (policy.rule, policy.max_latency_ms),
+        (Rule::Threshold, 1_500.0)
+    );
+
+    let mut named = d;
+    named.policy_json = Some(stored.replace(r#""rule":"threshold""#, r#""rule":"statistical""#));
+    let mut restored = Engine::new(Policy::threshold(), EngineOptions::default());
+    restored.restore(&named).unwrap();
+    assert_eq!(
+        restored.rollout("r").unwrap().policy().rule,
+        Rule::Statistical
+    );
 }

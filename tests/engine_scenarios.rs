@@ -28,8 +28,10 @@ fn actions(ds: &[Decision]) -> Vec<(Action, Phase, Phase)> {
 
 #[test]
 fn scenario_1_successful_rollout_reaches_full_with_breaker_closed() {
-    let (events, indexed) =
-        play_indexed(Scenario::successful_rollout("checkout"), Policy::default());
+    let (events, indexed) = play_indexed(
+        Scenario::successful_rollout("checkout"),
+        Policy::threshold(),
+    );
     let ds: Vec<Decision> = indexed.iter().map(|(_, d)| d.clone()).collect();
     assert_eq!(
         actions(&ds),
@@ -70,7 +72,8 @@ fn scenario_1_successful_rollout_reaches_full_with_breaker_closed() {
 
 #[test]
 fn scenario_2_degradation_at_small_rolls_back_and_trips_the_breaker() {
-    let (events, indexed) = play_indexed(Scenario::automatic_rollback("search"), Policy::default());
+    let (events, indexed) =
+        play_indexed(Scenario::automatic_rollback("search"), Policy::threshold());
     let ds: Vec<Decision> = indexed.iter().map(|(_, d)| d.clone()).collect();
     assert_eq!(
         actions(&ds),
@@ -99,7 +102,7 @@ fn scenario_2_degradation_at_small_rolls_back_and_trips_the_breaker() {
 fn no_decision_before_min_samples_per_phase() {
     let policy = Policy {
         min_samples_per_phase: 1_000_000,
-        ..Policy::default()
+        ..Policy::threshold()
     };
     let (_, ds) = play(Scenario::successful_rollout("slow"), policy);
     assert_eq!(
@@ -110,7 +113,7 @@ fn no_decision_before_min_samples_per_phase() {
 
 #[test]
 fn operator_commands_follow_the_transition_table() {
-    let mut engine = Engine::new(Policy::default(), EngineOptions { auto_start: false });
+    let mut engine = Engine::new(Policy::threshold(), EngineOptions { auto_start: false });
     let cmd = |kind, t| Command::new("r1", kind, "alice", "test", t);
     assert!(
         engine.apply_command(&cmd(CommandKind::Pause, 0)).is_err(),
@@ -180,12 +183,12 @@ fn operator_commands_follow_the_transition_table() {
 #[test]
 fn restore_from_last_decision_then_continue_like_an_uninterrupted_run() {
     let scenario = Scenario::successful_rollout("restore-me");
-    let (events, uninterrupted) = play(scenario, Policy::default());
+    let (events, uninterrupted) = play(scenario, Policy::threshold());
     // Crash right after the second published decision: restore from it, replay the events
     // from the first one of the new phase (earlier ones never count again), and compare what
     // follows.
     let cut = &uninterrupted[1];
-    let mut restored = Engine::new(Policy::default(), EngineOptions::default());
+    let mut restored = Engine::new(Policy::threshold(), EngineOptions::default());
     restored.restore(cut).unwrap();
     assert_eq!(restored.rollout("restore-me").unwrap().phase(), cut.to);
     let first = events.iter().position(|e| e.timestamp >= cut.at).unwrap();

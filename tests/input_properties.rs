@@ -32,7 +32,7 @@ proptest! {
         records in prop::collection::vec((0i64..600_000, -7_200_000i64..7_200_000, any::<bool>()), 1..300),
     ) {
         let rules = rules();
-        let mut engine = Engine::new(Policy::default(), EngineOptions::default());
+        let mut engine = Engine::new(Policy::threshold(), EngineOptions::default());
         let id = "skewed";
         let partition = kafka_partition(id.as_bytes(), rules.partitions);
         let mut newest_record = i64::MIN;
@@ -68,7 +68,7 @@ proptest! {
         rate in 5u32..400,
         phase in prop::sample::select(vec![Phase::Probe, Phase::Small, Phase::Medium]),
     ) {
-        let policy = Policy { initial_phase: phase, ..Policy::default() };
+        let policy = Policy { initial_phase: phase, ..Policy::threshold() };
         let share = policy.schedule.percent(phase).percent() / 100.0;
         let p = policy.traffic_shortfall_ratio.get() * share;
         let needed = ((1.0 / policy.traffic_shortfall_alpha).ln() / -(1.0 - p).ln()).ceil();

@@ -13,7 +13,7 @@ use rollout_breaker::sim::Scenario;
 async fn seed_scenarios_through_kafka_yield_exactly_the_expected_phase_changes() {
     let kafka = common::kafka().await;
     let config = config(&kafka.bootstrap, 3);
-    let policy = Policy::default();
+    let policy = Policy::threshold();
     let mut events = scenario_events(Scenario::successful_rollout("scenario-1"), &policy);
     events.extend(scenario_events(
         Scenario::automatic_rollback("scenario-2"),
@@ -106,7 +106,7 @@ async fn metrics_health_and_readiness_endpoints_report_the_run() {
         l.local_addr().unwrap()
     };
     config.http.listen = Some(addr);
-    let policy = Policy::default();
+    let policy = Policy::threshold();
     let events = scenario_events(Scenario::automatic_rollback("observed"), &policy);
     let expected = expected_decisions(&events, &policy);
     let processor = start(&config);

@@ -11,6 +11,7 @@ use common::http::{free_addr, wait_for};
 use common::processor::*;
 use rdkafka::producer::FutureRecord;
 use rollout_breaker::codec::Encoding;
+use rollout_breaker::engine::Variant;
 use rollout_breaker::kafka::processor::ensure_topics;
 use rollout_breaker::sim::Scenario;
 
@@ -92,4 +93,60 @@ async fn metrics_match_the_readme_list_in_both_directions() {
         .find_map(|l| l.strip_prefix("rollout_breaker_rollouts "))
         .and_then(|v| v.trim().parse::<f64>().ok());
     assert_eq!(rollouts, Some(1.0), "rollouts gauge: {body}");
+    let value = |series: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{series} missing: {body}"))
+    };
+    assert_eq!(
+        value(r#"rollout_breaker_rollouts_by_phase{phase="FULL"}"#),
+        1.0,
+        "the rollout was promoted: {body}"
+    );
+    assert_eq!(
+        value(r#"rollout_breaker_rollouts_by_phase{phase="OFF"}"#),
+        0.0
+    );
+    // Every event of the scenario is counted once, by variant and outcome, with its latency.
+    for variant in [Variant::Baseline, Variant::Candidate] {
+        let of = |success: bool| {
+            events
+                .iter()
+                .filter(|e| e.variant == variant && e.success == success)
+                .count() as f64
+        };
+        let label = variant.to_string();
+        assert_eq!(
+            value(&format!(
+                r#"rollout_breaker_executions_total{{variant="{label}",outcome="success"}}"#
+            )),
+            of(true),
+            "{body}"
+        );
+        assert_eq!(
+            value(&format!(
+                r#"rollout_breaker_executions_total{{variant="{label}",outcome="failure"}}"#
+            )),
+            of(false),
+            "{body}"
+        );
+        let latency: f64 = events
+            .iter()
+            .filter(|e| e.variant == variant)
+            .map(|e| e.latency.get())
+            .sum();
+        let shown = value(&format!(
+            r#"rollout_breaker_execution_latency_ms_total{{variant="{label}"}}"#
+        ));
+        // Rounded to whole ms once per batch.
+        assert!(
+            (shown - latency).abs() <= 1.0 + latency * 1e-4,
+            "{shown} vs {latency}"
+        );
+    }
+    assert!(
+        value("rollout_breaker_restore_duration_seconds") > 0.0,
+        "{body}"
+    );
 }

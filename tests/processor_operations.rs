@@ -118,7 +118,7 @@ async fn a_second_instance_with_the_same_id_fences_the_first_which_exits_naming_
 /// Writes `n` START decisions (rollouts `r-0`...) spread over the decisions topic's
 /// partitions, so that a restore has something to read.
 async fn prefill_decisions(producer: &FutureProducer, config: &Config, n: usize) {
-    let mut engine = Engine::new(Policy::default(), EngineOptions::default());
+    let mut engine = Engine::new(Policy::threshold(), EngineOptions::default());
     let now = now_epoch_ms();
     let mut futures = Vec::new();
     for i in 0..n {

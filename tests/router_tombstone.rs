@@ -45,7 +45,7 @@ async fn a_tombstone_removes_the_rollout_from_every_router() {
     .await;
     let producer: FutureProducer = common::producer_config(&kafka.bootstrap).create().unwrap();
     let config = RouterConfig::new(&kafka.bootstrap, &topic);
-    let mut engine = Engine::new(Policy::default(), EngineOptions::default());
+    let mut engine = Engine::new(Policy::threshold(), EngineOptions::default());
     for id in ["retired", "kept"] {
         let d = engine
             .apply_command(&Command::new(

@@ -176,7 +176,7 @@ impl Engine {
     pub fn restore(&mut self, decision: &Decision) -> Result<(), super::policy::PolicyError> {
         let (policy, custom, result) = match decision.policy_json.as_deref() {
             None => (self.default_policy.clone(), false, Ok(())),
-            Some(json) => match Policy::from_json(json) {
+            Some(json) => match Policy::from_stored_json(json) {
                 Ok(p) => (Arc::new(p), true, Ok(())),
                 Err(e) => (self.default_policy.clone(), false, Err(e)),
             },

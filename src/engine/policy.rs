@@ -1,7 +1,7 @@
 //! The rollout policy (the seed's `CircuitBreakerConfig`): thresholds, sample requirements,
 //! windows and the phase schedule.
 //!
-//! # How each threshold is applied
+//! # How each threshold is applied (`rule = "threshold"`)
 //!
 //! At every evaluation the watchdog looks at the candidate's metrics over the rolling window
 //! (the last `monitoring_window_ms` of event time, restricted to the current phase) and applies,
@@ -25,7 +25,7 @@
 //! The seed's example "80 % / 2500 ms → ROLLBACK" trips on rule 2 (latency); a candidate at
 //! exactly 0.80 completion with good latency is held, not tripped (the comparison is strict).
 //!
-//! That is the default rule, `rule = "threshold"`. With `rule = "statistical"` the watchdog
+//! That is the seed's rule, `rule = "threshold"`. The default, `rule = "statistical"`,
 //! instead compares the candidate with its baseline using anytime-valid tests over the buckets
 //! closed since the phase began (see [`crate::engine::stats`] for the method and
 //! [`StatisticalParams`] for its parameters): ROLLBACK when the candidate fails, or exceeds
@@ -213,11 +213,11 @@ pub struct Policy {
     /// need a moment to follow a phase change.
     #[serde(default = "default_traffic_shortfall_grace_ms")]
     pub traffic_shortfall_grace_ms: u64,
-    /// Decision rule: `"threshold"` (default; the seed's absolute thresholds, listed above) or
-    /// `"statistical"` (the candidate against its baseline with anytime-valid tests, see
-    /// [`crate::engine::stats`]). Omitted from serialized policies when it is the default, so
-    /// policies stored before the rule existed read back unchanged.
-    #[serde(default, skip_serializing_if = "Rule::is_default")]
+    /// Decision rule: `"statistical"` (default; the candidate against its baseline with
+    /// anytime-valid tests, see [`crate::engine::stats`]) or `"threshold"` (the seed's absolute
+    /// thresholds, listed above). Always serialized; a policy stored by a version that left it
+    /// out meant `"threshold"` (see [`Policy::from_stored_json`]).
+    #[serde(default)]
     pub rule: Rule,
     /// Parameters of the statistical rule (ignored by the threshold rule).
     #[serde(default, skip_serializing_if = "StatisticalParams::is_default")]
@@ -388,6 +388,39 @@ impl Policy {
             serde_json::from_str(text).map_err(|e| PolicyError::new("policy", e.to_string()))?;
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// Parses a policy stored in a decision record (`policy_json`). Versions before the
+    /// statistical rule became the default left `rule` out of the policies they stored when it
+    /// was `"threshold"`, so a stored policy without `rule` is read as the threshold rule:
+    /// a restart after an upgrade keeps every rollout on the rule it was decided with.
+    pub fn from_stored_json(text: &str) -> Result<Self, PolicyError> {
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PolicyError::new("policy", e.to_string()))?;
+        Self::stored_rule_default(&mut value);
+        let policy: Policy =
+            serde_json::from_value(value).map_err(|e| PolicyError::new("policy", e.to_string()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// In a policy stored as JSON before the rule was always written, a missing `rule` meant
+    /// `"threshold"`: this writes it in (leaves anything but a JSON object alone).
+    pub fn stored_rule_default(value: &mut serde_json::Value) {
+        if let Some(fields) = value.as_object_mut() {
+            fields
+                .entry("rule")
+                .or_insert_with(|| serde_json::Value::from("threshold"));
+        }
+    }
+
+    /// The default policy with the seed's threshold rule instead of the statistical one (the
+    /// embedded [`crate::controller::Controller`] judges open windows and takes only this rule).
+    pub fn threshold() -> Self {
+        Self {
+            rule: Rule::Threshold,
+            ..Self::default()
+        }
     }
 
     /// Rolling-window length in sub-buckets.

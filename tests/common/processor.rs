@@ -35,6 +35,10 @@ pub fn config(bootstrap: &str, partitions: i32) -> Config {
     c.topics.partitions = partitions;
     c.http.listen = None;
     c.processing.max_batch_ms = 20;
+    // These tests check the processor's mechanics against the seed's scenarios, whose expected
+    // phase paths are the threshold rule's; tests/processor_statistical.rs and the chaos suite
+    // run the default (statistical) rule.
+    c.policy = Policy::threshold();
     c
 }
 
@@ -372,7 +376,7 @@ pub fn test_policy() -> Policy {
             small: TrafficPercent::new(25.0).unwrap(),
             medium: TrafficPercent::new(50.0).unwrap(),
         },
-        ..Policy::default()
+        ..Policy::threshold()
     }
 }
 

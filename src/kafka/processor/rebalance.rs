@@ -71,6 +71,7 @@ impl Processor {
         let config = &self.config;
         let health = &self.health;
         let admission = &self.admission;
+        let restore_started = std::time::Instant::now();
         let restored: Vec<Result<(i32, PartitionState), KafkaError>> =
             std::thread::scope(|scope| {
                 let handles: Vec<_> = to_restore
@@ -109,21 +110,32 @@ impl Processor {
             let (p, state) = r?;
             self.partitions.insert(p, state);
         }
+        if !to_restore.is_empty() {
+            metrics::gauge!(observe::RESTORE_SECONDS).set(restore_started.elapsed().as_secs_f64());
+        }
         self.parked.retain(|p, _| !self.partitions.contains_key(p));
         let n = self.partitions.len();
         self.health.set_partitions(n, n);
-        self.update_rollouts_gauge();
+        self.update_rollouts_gauge(true);
         Ok(())
     }
 
-    /// Sets `rollout_breaker_rollouts` to the rollouts held by the assigned partitions.
-    pub(super) fn update_rollouts_gauge(&self) {
+    /// Sets `rollout_breaker_rollouts` to the rollouts held by the assigned partitions, and
+    /// when `phases` (a pass over every rollout) `rollout_breaker_rollouts_by_phase`.
+    pub(super) fn update_rollouts_gauge(&self, phases: bool) {
         metrics::gauge!(observe::ROLLOUTS).set(
             self.partitions
                 .values()
                 .map(|s| s.engine.len())
                 .sum::<usize>() as f64,
         );
+        if phases {
+            observe::set_rollouts_by_phase(
+                self.partitions
+                    .values()
+                    .flat_map(|s| s.engine.rollouts().map(|r| r.phase())),
+            );
+        }
     }
 }
 

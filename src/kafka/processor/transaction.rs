@@ -44,6 +44,7 @@ impl Processor {
         let mut decisions: Vec<(i32, Decision)> = Vec::new();
         let mut scratch = Vec::new();
         let (mut events_in, mut commands_in) = (0u64, 0u64);
+        let mut executions = observe::ExecutionTally::default();
         for input in batch {
             let m = &input.msg;
             let p = m.partition();
@@ -80,6 +81,7 @@ impl Processor {
             let outcome = match admitted {
                 Ok(Admitted::Event(ev)) => {
                     let state = state.expect("events partitions are owned");
+                    executions.record(&ev);
                     scratch.clear();
                     state.engine.apply_event(&ev, &mut scratch);
                     decisions.extend(
@@ -133,6 +135,7 @@ impl Processor {
         if commands_in > 0 {
             metrics::counter!(observe::RECORDS_IN, "topic" => "commands").increment(commands_in);
         }
+        executions.emit();
         let topic = self.config.topics.decisions.clone();
         for (p, d) in &decisions {
             let record = BaseRecord::to(&topic)
@@ -201,7 +204,8 @@ impl Processor {
             metrics::counter!(observe::LATE_EVENTS).increment(late - self.late_seen);
         }
         self.late_seen = late;
-        self.update_rollouts_gauge();
+        // Phases change only with a published decision.
+        self.update_rollouts_gauge(!decisions.is_empty());
         Ok(())
     }
 
