@@ -203,7 +203,8 @@ pub struct Outcome {
     pub warned_at: Option<i64>,
     /// `exposure` when that warning was raised.
     pub exposure_at_warning: Option<u64>,
-    /// Simulated ms until the simulation ended (rollback, FULL or the horizon).
+    /// Simulated ms until the rollback, FULL or the horizon, whichever came first (the time a
+    /// good candidate spends in trial phases: the denominator of the false-warning rate).
     pub ended_at: i64,
 }
 

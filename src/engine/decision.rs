@@ -142,7 +142,9 @@ pub struct Decision {
     /// the field existed.
     pub phase_started_at: Option<EventTime>,
     /// The warning of a WARNING decision; `None` for every other action (and in records
-    /// written before the field existed).
+    /// written before the field existed). Left out of serde output when `None`, so other
+    /// decisions serialize as before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<Warning>,
 }
 
