@@ -375,8 +375,9 @@ impl Thresholds {
     }
 }
 
-/// Per-rollout, per-phase state of the statistical rule (224 bytes). Reset on every phase
-/// change; a pure function of the phase's closed buckets.
+/// Per-rollout, per-phase state of the statistical rule (224 bytes for the tests, plus the
+/// early warning's detectors: per metric 8 CUSUM values and 7 trend points, about 330 bytes).
+/// Reset on every phase change; a pure function of the phase's closed buckets.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PhaseStats {
     /// Log-likelihood ratios of the failure test, one per [`RHO_GRID`] point.
