@@ -41,6 +41,7 @@ fn table() -> Table {
             baseline_version: Some("v1".into()),
             policy_json: None,
             phase_started_at: None,
+            warning: None,
         });
     }
     t

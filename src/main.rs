@@ -231,15 +231,27 @@ fn bench_quality(args: &QualityArgs) -> anyhow::Result<()> {
         .map(|&min_samples| quality::RuleSetting {
             rule: Rule::Threshold,
             min_samples,
+            detector_rollback_h: 0,
         });
     let statistical = quality::RuleSetting {
         rule: Rule::Statistical,
         min_samples: 10,
+        detector_rollback_h: 0,
     };
+    let detector_rollback =
+        args.detector_rollback_arl_hours
+            .iter()
+            .map(|&h| quality::RuleSetting {
+                detector_rollback_h: h,
+                ..statistical
+            });
     let rules: Vec<quality::RuleSetting> = match args.rule {
         RuleChoice::Threshold => threshold.collect(),
-        RuleChoice::Statistical => vec![statistical],
-        RuleChoice::Both => threshold.chain([statistical]).collect(),
+        RuleChoice::Statistical => [statistical].into_iter().chain(detector_rollback).collect(),
+        RuleChoice::Both => threshold
+            .chain([statistical])
+            .chain(detector_rollback)
+            .collect(),
     };
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -255,11 +267,17 @@ fn bench_quality(args: &QualityArgs) -> anyhow::Result<()> {
         horizon_ms: args.horizon_min * 60_000,
         only: args.scenario.clone(),
         progress: true,
+        warnings: args.warnings,
+        warning_arl_hours: args.warning_arl_hours,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&cells)?);
     } else {
         print!("{}", quality::table(&cells));
+        if args.warnings {
+            println!();
+            print!("{}", quality::warning_table(&cells));
+        }
     }
     Ok(())
 }

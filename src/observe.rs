@@ -268,8 +268,13 @@ impl DecisionPublished<'_> {
             Action::Resume => "Resumed rollout.",
             Action::Maintain => "Maintained rollout.",
             Action::Retire => "Retired rollout.",
+            Action::Warning if d.warning.as_ref().is_some_and(|w| w.cleared) => {
+                "Cleared early warning."
+            }
+            Action::Warning => "Early warning.",
         };
-        if d.action == Action::Rollback {
+        let raised = d.warning.as_ref().is_some_and(|w| !w.cleared);
+        if d.action == Action::Rollback || raised {
             warn!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");
         } else {
             info!(rollout = %d.rollout_id, partition = self.1, seq = d.sequence, from = %d.from, to = %d.to, reason = %d.reason, "{msg}");

@@ -64,6 +64,20 @@ pub enum Onset {
         /// Length of each half period, ms.
         period_ms: i64,
     },
+    /// From `delay_ms` after the rollout enters this phase (a degradation late in a phase;
+    /// if the rollout has left the phase by then, it is bad from then on anyway).
+    AfterPhase {
+        /// The phase.
+        phase: Phase,
+        /// Delay after entering it, ms.
+        delay_ms: i64,
+    },
+    /// A slow drift from the first request: the candidate's success probability moves linearly
+    /// from the good to the bad behaviour's over `over_ms`, then stays there.
+    Drift {
+        /// Duration of the drift, ms.
+        over_ms: i64,
+    },
 }
 
 /// One simulated situation.
@@ -146,6 +160,30 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// The early-warning scenarios of issue 15 (`bench quality --warnings`): a slow drift, and
+/// the degradation of "bad at SMALL" starting 60 s into SMALL instead of as it begins (good
+/// candidates spend 80 s / 120 s / 180 s in SMALL at 50 requests/s, p10 / p50 / p90, so the
+/// onset nearly always falls in SMALL there).
+pub fn warning_scenarios() -> Vec<Scenario> {
+    let s = &scenarios()[7]; // bad at SMALL
+    vec![
+        Scenario {
+            name: "drift 0.95->0.70 in 20 min",
+            bad: b(0.70, 1200.0),
+            onset: Onset::Drift { over_ms: 1_200_000 },
+            ..s.clone()
+        },
+        Scenario {
+            name: "bad 60 s into SMALL",
+            onset: Onset::AfterPhase {
+                phase: Phase::Small,
+                delay_ms: 60_000,
+            },
+            ..s.clone()
+        },
+    ]
+}
+
 /// What happened to one simulated rollout (times in ms after its first request).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Outcome {
@@ -158,6 +196,16 @@ pub struct Outcome {
     /// Bad requests (failed, over the latency SLO, or with a guardrail triggered) the candidate
     /// served from the onset until the rollback (or the end of the simulation).
     pub exposure: u64,
+    /// WARNING decisions that raised a warning (clears not counted).
+    pub warnings: u32,
+    /// When the first warning at or after the onset was raised (any first warning in good
+    /// scenarios).
+    pub warned_at: Option<i64>,
+    /// `exposure` when that warning was raised.
+    pub exposure_at_warning: Option<u64>,
+    /// Simulated ms until the rollback, FULL or the horizon, whichever came first (the time a
+    /// good candidate spends in trial phases: the denominator of the false-warning rate).
+    pub ended_at: i64,
 }
 
 /// A decision rule as simulated: the rule, and for the threshold rule its sample minimum.
@@ -167,21 +215,31 @@ pub struct RuleSetting {
     pub rule: Rule,
     /// `min_samples_per_phase` (only the threshold rule reads it).
     pub min_samples: u32,
+    /// Statistical rule: the early warning's detector also rolls back, at the level of this
+    /// average run length in hours (`statistical.warning_rollback_arl_hours`); 0: it only warns.
+    #[serde(default)]
+    pub detector_rollback_h: u32,
 }
 
 impl RuleSetting {
     /// The policy this setting is simulated with: the defaults, with the rule and minimum.
     pub fn policy(&self) -> Policy {
-        Policy {
+        let mut p = Policy {
             rule: self.rule,
             min_samples_per_phase: self.min_samples,
             ..Policy::default()
-        }
+        };
+        p.statistical.warning_rollback_arl_hours = f64::from(self.detector_rollback_h);
+        p
     }
 
     /// Name in the table: `statistical`, `threshold` (default minimum) or `threshold min N`.
     pub fn label(&self) -> String {
         match self.rule {
+            Rule::Statistical if self.detector_rollback_h > 0 => format!(
+                "statistical + detector rollback (ARL {} h)",
+                self.detector_rollback_h
+            ),
             Rule::Statistical => "statistical".to_owned(),
             Rule::Threshold if self.min_samples == Policy::default().min_samples_per_phase => {
                 "threshold".to_owned()
@@ -210,6 +268,10 @@ pub struct Options {
     pub only: Vec<String>,
     /// Print progress on stderr.
     pub progress: bool,
+    /// Also simulate the early-warning scenarios ([`warning_scenarios`]).
+    pub warnings: bool,
+    /// `statistical.warning_arl_hours` of the statistical policies (`None`: the default).
+    pub warning_arl_hours: Option<f64>,
 }
 
 /// Standard normal draw (Box–Muller).
@@ -272,6 +334,10 @@ pub fn simulate(
                 Onset::FromStart => true,
                 Onset::AtPhase(_) => entered_bad_phase.is_some(),
                 Onset::Flapping { period_ms } => (now / period_ms) % 2 == 1,
+                Onset::AfterPhase { delay_ms, .. } => {
+                    entered_bad_phase.is_some_and(|t| now >= t + delay_ms)
+                }
+                Onset::Drift { .. } => true,
             };
         if bad_now && outcome.onset_at.is_none() {
             outcome.onset_at = Some(now);
@@ -281,6 +347,11 @@ pub fn simulate(
             (true, false) => scenario.candidate,
             (true, true) => scenario.bad,
         };
+        if let (true, Onset::Drift { over_ms }) = (candidate, scenario.onset) {
+            let f = (now as f64 / over_ms as f64).min(1.0);
+            behaviour.success = scenario.candidate.success
+                + f * (scenario.bad.success - scenario.candidate.success);
+        }
         if let Some((from, to, success)) = scenario.outage {
             if (from..to).contains(&now) {
                 behaviour.success = success;
@@ -317,12 +388,20 @@ pub fn simulate(
         for d in out.iter().filter(|d| d.is_published()) {
             phase = d.to;
             share = policy.schedule.percent(phase).percent() / 100.0;
-            if let Onset::AtPhase(p) = scenario.onset {
+            if let Onset::AtPhase(p) | Onset::AfterPhase { phase: p, .. } = scenario.onset {
                 if phase == p && entered_bad_phase.is_none() {
                     entered_bad_phase = Some(now);
                 }
             }
             match d.action {
+                Action::Warning if d.warning.as_ref().is_some_and(|w| !w.cleared) => {
+                    outcome.warnings += 1;
+                    let after_onset = !scenario.is_bad() || outcome.onset_at.is_some();
+                    if outcome.warned_at.is_none() && after_onset {
+                        outcome.warned_at = Some(now);
+                        outcome.exposure_at_warning = Some(outcome.exposure);
+                    }
+                }
                 Action::Rollback => outcome.rolled_back_at = Some(now),
                 Action::Advance if phase == Phase::Full => outcome.full_at = Some(now),
                 _ => {}
@@ -337,6 +416,10 @@ pub fn simulate(
             break;
         }
     }
+    outcome.ended_at = outcome
+        .rolled_back_at
+        .or(outcome.full_at)
+        .unwrap_or(horizon_ms);
     outcome
 }
 
@@ -372,6 +455,27 @@ pub struct Cell {
     pub full_s_p50: Option<f64>,
     /// Same, 90th percentile.
     pub full_s_p90: Option<f64>,
+    /// Good scenarios: warnings raised per simulated hour (all rollouts' time until FULL,
+    /// rollback or the horizon).
+    pub false_warnings_per_hour: Option<f64>,
+    /// Bad scenarios: fraction of rollouts warned at or after the onset and strictly before
+    /// the rollback (or never rolled back).
+    pub warned_before_rollback: Option<f64>,
+    /// Bad scenarios, rolled-back rollouts: seconds from that warning to the rollback (0 when
+    /// not warned before it), median.
+    pub lead_s_p50: Option<f64>,
+    /// Same, 90th percentile.
+    pub lead_s_p90: Option<f64>,
+    /// Bad scenarios: seconds from the onset to that warning, median (`None`: fewer than half
+    /// were warned).
+    pub warning_s_p50: Option<f64>,
+    /// Same, 90th percentile.
+    pub warning_s_p90: Option<f64>,
+    /// Bad scenarios: bad requests served until that warning, median (never warned: until the
+    /// end).
+    pub exposure_at_warning_p50: Option<u64>,
+    /// Same, 90th percentile.
+    pub exposure_at_warning_p90: Option<u64>,
 }
 
 /// Nearest-rank percentile of values where `None` counts as +∞.
@@ -413,6 +517,28 @@ fn summarize(scenario: &Scenario, rule: String, rate: f64, outcomes: &[Outcome])
         .collect();
     let full: Vec<Option<i64>> = outcomes.iter().map(|o| o.full_at).collect();
     let secs = |v: Option<i64>| v.map(|ms| ms as f64 / 1000.0);
+    let hours: f64 = outcomes.iter().map(|o| o.ended_at as f64).sum::<f64>() / 3_600_000.0;
+    let raised: u64 = outcomes.iter().map(|o| u64::from(o.warnings)).sum();
+    let before = |o: &Outcome| match (o.warned_at, o.rolled_back_at) {
+        (Some(w), Some(r)) => w < r,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    let lead: Vec<Option<i64>> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let r = o.rolled_back_at?;
+            Some(Some(o.warned_at.filter(|&w| w < r).map_or(0, |w| r - w)))
+        })
+        .collect();
+    let to_warning: Vec<Option<i64>> = outcomes
+        .iter()
+        .map(|o| o.warned_at.map(|w| w - o.onset_at.unwrap_or(0).min(w)))
+        .collect();
+    let exposure_at_warning: Vec<Option<u64>> = outcomes
+        .iter()
+        .map(|o| Some(o.exposure_at_warning.unwrap_or(o.exposure)))
+        .collect();
     Cell {
         scenario: scenario.name,
         rule,
@@ -427,6 +553,14 @@ fn summarize(scenario: &Scenario, rule: String, rate: f64, outcomes: &[Outcome])
         rollback_s_p90: secs(percentile(&to_rollback, 0.9)),
         full_s_p50: secs(percentile(&full, 0.5)),
         full_s_p90: secs(percentile(&full, 0.9)),
+        false_warnings_per_hour: (!bad).then(|| raised as f64 / hours.max(1e-9)),
+        warned_before_rollback: bad.then(|| frac(outcomes.iter().filter(|o| before(o)).count())),
+        lead_s_p50: bad.then(|| secs(percentile(&lead, 0.5))).flatten(),
+        lead_s_p90: bad.then(|| secs(percentile(&lead, 0.9))).flatten(),
+        warning_s_p50: bad.then(|| secs(percentile(&to_warning, 0.5))).flatten(),
+        warning_s_p90: bad.then(|| secs(percentile(&to_warning, 0.9))).flatten(),
+        exposure_at_warning_p50: bad.then(|| percentile(&exposure_at_warning, 0.5)).flatten(),
+        exposure_at_warning_p90: bad.then(|| percentile(&exposure_at_warning, 0.9)).flatten(),
     }
 }
 
@@ -435,6 +569,7 @@ pub fn policy_for(rule: Rule) -> Policy {
     RuleSetting {
         rule,
         min_samples: Policy::default().min_samples_per_phase,
+        detector_rollback_h: 0,
     }
     .policy()
 }
@@ -442,8 +577,14 @@ pub fn policy_for(rule: Rule) -> Policy {
 /// Runs every (scenario, rule) cell, `options.rollouts` rollouts each, on `options.threads`
 /// threads; progress on stderr when asked.
 pub fn run(options: &Options) -> Vec<Cell> {
+    let extra = if options.warnings {
+        warning_scenarios()
+    } else {
+        Vec::new()
+    };
     let scenarios: Vec<Scenario> = scenarios()
         .into_iter()
+        .chain(extra)
         .filter(|s| options.only.is_empty() || options.only.iter().any(|o| s.name.contains(o)))
         .collect();
     let cells: Vec<(usize, RuleSetting)> = (0..scenarios.len())
@@ -461,6 +602,9 @@ pub fn run(options: &Options) -> Vec<Cell> {
         .iter()
         .map(|(s, r)| {
             let mut p = r.policy();
+            if let Some(h) = options.warning_arl_hours {
+                p.statistical.warning_arl_hours = h;
+            }
             if scenarios[*s].guardrails.is_some() {
                 p.metrics.push(MetricGate {
                     name: GUARDRAILS.to_owned(),
@@ -557,6 +701,48 @@ pub fn table(cells: &[Cell]) -> String {
             dur(c.rollback_s_p90),
             dur(c.full_s_p50),
             dur(c.full_s_p90),
+        ));
+    }
+    t
+}
+
+/// The cells' early-warning figures as a Markdown table (`bench quality --warnings`).
+pub fn warning_table(cells: &[Cell]) -> String {
+    let mut t = String::from(
+        "| scenario | rule | req/s | false warnings per hour (per 24 h) | warned before rollback | warning lead time p50 / p90 | onset to warning p50 / p90 | bad requests at warning p50 / p90 | bad requests at rollback p50 / p90 |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let pair = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{a} / {b}"),
+        _ => "-".to_owned(),
+    };
+    for c in cells {
+        let (rate, lead, onset) = if c.bad_candidate {
+            (
+                "-".to_owned(),
+                format!("{} / {}", dur(c.lead_s_p50), dur(c.lead_s_p90)),
+                format!("{} / {}", dur(c.warning_s_p50), dur(c.warning_s_p90)),
+            )
+        } else {
+            let h = c.false_warnings_per_hour.unwrap_or(0.0);
+            (
+                format!("{h:.4} ({:.2})", 24.0 * h),
+                "-".to_owned(),
+                "-".to_owned(),
+            )
+        };
+        t.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            c.scenario,
+            c.rule,
+            c.rate,
+            rate,
+            c.warned_before_rollback
+                .map_or("-".to_owned(), |v| format!("{:.1} %", 100.0 * v)),
+            lead,
+            onset,
+            pair(c.exposure_at_warning_p50, c.exposure_at_warning_p90),
+            pair(c.exposure_p50, c.exposure_p90),
         ));
     }
     t

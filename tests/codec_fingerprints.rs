@@ -46,7 +46,7 @@ fn schema_files_fingerprint_as_fastavro_says() {
     let files = fixture["schema_files"].as_array().unwrap();
     assert_eq!(
         files.len(),
-        5,
+        6,
         "every schema and history file is in the fixture"
     );
     for entry in files {
@@ -92,6 +92,7 @@ fn record_kinds_write_the_standard_fingerprint() {
     // Earlier versions' standard fingerprints are accepted too.
     let accepted: Vec<u64> = RecordKind::Decision.accepted_fingerprints().collect();
     assert!(accepted.contains(&by_file("schemas/history/decision.v1.avsc")));
+    assert!(accepted.contains(&by_file("schemas/history/decision.v2.avsc")));
     let accepted: Vec<u64> = RecordKind::RolloutCommand.accepted_fingerprints().collect();
     assert!(accepted.contains(&by_file("schemas/history/rollout_command.v1.avsc")));
 }

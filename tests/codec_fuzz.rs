@@ -78,6 +78,7 @@ fn valid_samples() -> Vec<Vec<u8>> {
         baseline_version: None,
         policy_json: Some("{}".into()),
         phase_started_at: None,
+        warning: None,
     };
     let mut c = Command::new("r", CommandKind::Start, "ana", "go", 1_764_222_000_000);
     c.policy = Some(Policy::default());

@@ -13,7 +13,7 @@ use rollout_breaker::codec::{
 };
 use rollout_breaker::engine::{
     Action, BreakerState, Cause, Command, CommandKind, Decision, ExecutionEvent, LatencyMs,
-    MetricsSnapshot, Phase, Policy, TrafficPercent, Variant, VariantMetrics,
+    MetricsSnapshot, Phase, Policy, TrafficPercent, Variant, VariantMetrics, Warning,
 };
 
 const ENCODINGS: [Encoding; 3] = [
@@ -124,6 +124,7 @@ fn decision() -> impl Strategy<Value = Decision> {
         Action::Rollback,
         Action::Pause,
         Action::Resume,
+        Action::Warning,
     ];
     (
         (
@@ -151,6 +152,13 @@ fn decision() -> impl Strategy<Value = Decision> {
             prop::option::of(policy()),
             prop::option::of(TS),
         ),
+        (
+            any::<String>(),
+            finite(),
+            finite(),
+            any::<Option<i64>>(),
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
@@ -159,6 +167,7 @@ fn decision() -> impl Strategy<Value = Decision> {
                 (window_start, window_end, baseline, candidate),
                 (at, operator, actor),
                 (candidate_version, baseline_version, policy, phase_started_at),
+                (metric, statistic, threshold, projected_rollback_ms, cleared),
             )| Decision {
                 rollout_id,
                 sequence,
@@ -186,6 +195,14 @@ fn decision() -> impl Strategy<Value = Decision> {
                 baseline_version,
                 policy_json: policy.map(|p| serde_json::to_string(&p).unwrap()),
                 phase_started_at,
+                // Exactly the WARNING decisions carry a warning.
+                warning: (action == Action::Warning).then_some(Warning {
+                    metric,
+                    statistic,
+                    threshold,
+                    projected_rollback_ms,
+                    cleared,
+                }),
             },
         )
 }
@@ -342,6 +359,28 @@ fn golden_decision() -> Decision {
         baseline_version: Some("v1".into()),
         policy_json: Some(r#"{"max_latency_ms":2000.0}"#.into()),
         phase_started_at: Some(1_764_221_880_000),
+        warning: None,
+    }
+}
+
+/// A WARNING (schema v3): same phase and traffic before and after, the warning's numbers.
+fn golden_warning() -> Decision {
+    Decision {
+        sequence: 4,
+        action: Action::Warning,
+        from: Phase::Small,
+        to: Phase::Small,
+        traffic: TrafficPercent::new(5.0).unwrap(),
+        breaker: BreakerState::HalfOpen,
+        reason: "SMALL: early warning: candidate's failures changed for the worse".into(),
+        warning: Some(Warning {
+            metric: "failures".into(),
+            statistic: 7.25,
+            threshold: 7.272_398_6,
+            projected_rollback_ms: Some(95_000),
+            cleared: false,
+        }),
+        ..golden_decision()
     }
 }
 
@@ -407,6 +446,30 @@ fn golden_decision_bytes() {
 }
 
 #[test]
+fn golden_warning_bytes() {
+    check_golden("warning", &golden_warning());
+}
+
+/// Only a WARNING carries a warning, and a WARNING must carry one, in every encoding.
+#[test]
+fn warning_and_action_must_agree() {
+    let mut bare = golden_warning();
+    bare.warning = None;
+    let mut stray = golden_decision();
+    stray.warning = golden_warning().warning;
+    for enc in [
+        Encoding::Json,
+        Encoding::AvroSingleObject,
+        Encoding::AvroConfluent { schema_id: 42 },
+    ] {
+        for bad in [&bare, &stray] {
+            let e = Decision::decode(&bad.encode(enc), enc).unwrap_err();
+            assert!(e.to_string().contains("warning"), "{e}");
+        }
+    }
+}
+
+#[test]
 fn golden_command_bytes() {
     check_golden("command", &golden_command());
 }
@@ -433,6 +496,34 @@ fn single_object_header_carries_the_schema_fingerprint() {
         let fp = rollout_breaker::codec::schema_fingerprint(kind.schema_text()).unwrap();
         assert_eq!(&bytes[2..10], &fp.to_le_bytes()[..]);
     }
+}
+
+/// Decisions written with schema v2 (before `warning` and the WARNING symbol) still decode,
+/// in every encoding, to the same decision without a warning.
+#[test]
+fn v2_records_still_decode() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden/v2");
+    for (file, enc) in [
+        ("decision.json", Encoding::Json),
+        ("decision.avro", Encoding::AvroSingleObject),
+        (
+            "decision.confluent.avro",
+            Encoding::AvroConfluent { schema_id: 42 },
+        ),
+    ] {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        assert_eq!(
+            Decision::decode(&bytes, enc).unwrap(),
+            golden_decision(),
+            "{file}"
+        );
+    }
+    let v2 = std::fs::read(dir.join("decision.avro")).unwrap();
+    let current = golden_decision().encode(Encoding::AvroSingleObject);
+    assert_ne!(v2[2..10], current[2..10], "fingerprint should differ");
+    // A v3 body is the v2 body plus the `warning` union's null branch.
+    assert_eq!(&current[10..current.len() - 1], &v2[10..]);
+    assert_eq!(current.last(), Some(&0));
 }
 
 /// Records written with the first version of the schemas (before `phase_started_ms` and the

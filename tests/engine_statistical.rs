@@ -42,10 +42,16 @@ fn seed_scenarios_promote_and_roll_back_under_the_statistical_rule() {
         vec![
             (Action::Start, Phase::Off, Phase::Probe),
             (Action::Advance, Phase::Probe, Phase::Small),
+            // The early warning's change detector flags the slow executions first.
+            (Action::Warning, Phase::Small, Phase::Small),
             (Action::Rollback, Phase::Small, Phase::Off),
         ]
     );
-    let reason = &bad.published[2].1.reason;
+    let w = &bad.published[2].1;
+    let warning = w.warning.as_ref().unwrap();
+    assert!(!warning.cleared && warning.statistic >= warning.threshold);
+    assert_eq!((w.traffic, w.sequence), (bad.published[1].1.traffic, 3));
+    let reason = &bad.published[3].1.reason;
     assert!(
         reason.contains("more often than baseline: ln E") && reason.contains(">= 6.397"),
         "{reason}"

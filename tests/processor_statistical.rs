@@ -134,6 +134,56 @@ async fn restart_mid_stream_decides_like_an_uninterrupted_run() {
     assert_eq!(settled, expected);
 }
 
+/// Early warning through Kafka: with WARNING decisions in the decisions topic (a low warning
+/// level, so there are many), a processor stopped mid-stream and restarted (restore from the
+/// topic, where a rollout's latest record may be a WARNING, plus the silent replay) publishes
+/// exactly the uninterrupted engine's decisions, warnings included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_warnings_in_the_log_decides_like_an_uninterrupted_run() {
+    let kafka = common::kafka().await;
+    let mut config = config(&kafka.bootstrap, 3);
+    let mut policy = Policy {
+        schedule: Schedule {
+            probe: TrafficPercent::new(10.0).unwrap(),
+            small: TrafficPercent::new(25.0).unwrap(),
+            medium: TrafficPercent::new(50.0).unwrap(),
+        },
+        ..statistical()
+    };
+    policy.statistical.warning_arl_hours = 0.05;
+    config.policy = policy.clone();
+    let events = fleet(24, 120, &policy);
+    let expected = expected_decisions(&events, &policy);
+    let want = count(&expected);
+    let warnings = expected
+        .values()
+        .flatten()
+        .filter(|d| d.action == Action::Warning)
+        .count();
+    assert!(warnings >= 4, "{warnings} warnings");
+    let producer = producer(&kafka.bootstrap);
+    let (first, second) = events.split_at(events.len() / 2);
+    let processor = start(&config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_events(&producer, &config.topics.events, first, Encoding::Json).await;
+    let _ = await_decisions(&kafka.bootstrap, &config, 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    processor.stop().await;
+    let processor = start(&config);
+    produce_events(&producer, &config.topics.events, second, Encoding::Json).await;
+    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(90)).await;
+    processor.stop().await;
+    let settled = await_decisions(
+        &kafka.bootstrap,
+        &config,
+        usize::MAX,
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(count(&got), want);
+    assert_eq!(settled, expected);
+}
+
 /// A phase longer than the restore look-back (monitoring window + slack, about 7 minutes with
 /// the defaults): the statistical state covers the whole phase, so the restart must replay the
 /// events from the phase start, not only the look-back.

@@ -111,6 +111,7 @@ fn full(id: &str) -> Decision {
         baseline_version: None,
         policy_json: None,
         phase_started_at: None,
+        warning: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn decision(id: &str, seq: u64, traffic: TrafficPercent) -> Decision {
         baseline_version: None,
         policy_json: None,
         phase_started_at: None,
+        warning: None,
     }
 }
 

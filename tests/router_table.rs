@@ -43,6 +43,7 @@ fn decision(id: &str, seq: u64, action: Action, from: Phase, to: Phase) -> Decis
         baseline_version: Some("v1".into()),
         policy_json: None,
         phase_started_at: None,
+        warning: None,
     }
 }
 

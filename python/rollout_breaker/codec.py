@@ -38,6 +38,7 @@ __all__ = [
     "ExecutionEvent",
     "VariantMetrics",
     "MetricsSnapshot",
+    "Warning",
     "Decision",
     "RolloutCommand",
     "encode",
@@ -122,6 +123,21 @@ class MetricsSnapshot:
 
 
 @dataclass
+class Warning:
+    """What a ``WARNING`` decision says (early warning of the statistical rule, schema v3).
+
+    A WARNING changes no phase and no traffic: ``to_phase`` and ``traffic_percent`` of its
+    decision are the rollout's current ones, so a router's table stays right.
+    """
+
+    metric: str
+    statistic: float
+    threshold: float
+    cleared: bool
+    projected_rollback_ms: Optional[int] = None
+
+
+@dataclass
 class Decision:
     """One published decision (``schemas/decision.avsc``)."""
 
@@ -142,6 +158,7 @@ class Decision:
     baseline_version: Optional[str] = None
     policy_json: Optional[str] = None
     phase_started_ms: Optional[int] = None
+    warning: Optional[Warning] = None
 
 
 @dataclass
@@ -168,7 +185,7 @@ _FILES: Dict[type, str] = {
 }
 _HISTORY: Dict[type, Sequence[str]] = {
     ExecutionEvent: (),
-    Decision: ("decision.v1",),
+    Decision: ("decision.v1", "decision.v2"),
     RolloutCommand: ("rollout_command.v1",),
 }
 
@@ -177,9 +194,10 @@ _HISTORY: Dict[type, Sequence[str]] = {
 # only. tests/codec_fingerprints.rs checks this table against the Rust codec.
 _LEGACY_FINGERPRINTS: Dict[str, str] = {
     "execution_event": "3b26ebd19aba08fc",
-    "decision": "569c29e4db9f111f",
+    "decision": "6f7c76dd05ec5587",
     "rollout_command": "27a148b77cf80a20",
     "decision.v1": "d7fd622e2fd496c5",
+    "decision.v2": "569c29e4db9f111f",
     "rollout_command.v1": "987b0d537ef5b918",
 }
 
@@ -264,6 +282,9 @@ def encode(record: Record, encoding: Encoding = "json") -> bytes:
     kind = _KINDS[cls]
     data = _to_dict(record)
     if encoding == "json":
+        # As the Rust writer: a decision without a warning has no `warning` key (v2 readers).
+        if isinstance(record, Decision) and record.warning is None:
+            del data["warning"]
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     buf = io.BytesIO()
     if encoding == "avro":
@@ -375,10 +396,31 @@ def _build(cls: Type[R], data: Mapping[str, Any]) -> R:
         if not 0 <= traffic <= 100:
             raise DecodeError("invalid_field", f"traffic_percent: {traffic} outside [0, 100]")
         started = _opt(data, "phase_started_ms")
+        action = _check_symbol(kind, "action", _require(data, "action"))
+        w = _opt(data, "warning")
+        warning = None
+        if w is not None:
+            if not isinstance(w, Mapping):
+                raise DecodeError("invalid_field", "warning: must be an object")
+            projected = _opt(w, "projected_rollback_ms")
+            cleared = _require(w, "cleared")
+            if not isinstance(cleared, bool):
+                raise DecodeError("invalid_field", "warning.cleared: must be a boolean")
+            warning = Warning(
+                metric=str(_require(w, "metric")),
+                statistic=_finite("warning.statistic", _require(w, "statistic")),
+                threshold=_finite("warning.threshold", _require(w, "threshold")),
+                cleared=cleared,
+                projected_rollback_ms=None if projected is None else int(projected),
+            )
+        if (warning is None) != (action != "WARNING"):
+            raise DecodeError(
+                "invalid_field", "warning: set exactly when the action is WARNING"
+            )
         return Decision(  # type: ignore[return-value]
             rollout_id=_check_rollout_id(_require(data, "rollout_id")),
             sequence=int(_require(data, "sequence")),
-            action=_check_symbol(kind, "action", _require(data, "action")),
+            action=action,
             from_phase=_check_symbol(kind, "from_phase", _require(data, "from_phase")),
             to_phase=_check_symbol(kind, "to_phase", _require(data, "to_phase")),
             traffic_percent=traffic,
@@ -398,6 +440,7 @@ def _build(cls: Type[R], data: Mapping[str, Any]) -> R:
             baseline_version=_opt(data, "baseline_version"),
             policy_json=_opt(data, "policy_json"),
             phase_started_ms=None if started is None else int(started),
+            warning=warning,
         )
     return RolloutCommand(  # type: ignore[return-value]
         rollout_id=_check_rollout_id(_require(data, "rollout_id")),

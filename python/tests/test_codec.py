@@ -9,7 +9,7 @@ from rollout_breaker import codec
 from rollout_breaker.codec import AvroConfluent, Decision, ExecutionEvent, RolloutCommand
 
 GOLDEN = FIXTURES / "golden"
-KINDS = {"event": ExecutionEvent, "decision": Decision, "command": RolloutCommand}
+KINDS = {"event": ExecutionEvent, "decision": Decision, "command": RolloutCommand, "warning": Decision}
 ENCODINGS = {"json": "json", "avro": "avro", "confluent.avro": AvroConfluent(42)}
 
 
@@ -48,6 +48,25 @@ def test_v1_golden_files_still_decode():
         assert json.loads(old.policy_json)["max_latency_ms"] == json.loads(new.policy_json)["max_latency_ms"]
         old.policy_json = new.policy_json
         assert old == new
+
+
+def test_v2_golden_files_still_decode():
+    want = codec.decode(Decision, golden("decision.avro"), "avro")
+    assert want.warning is None
+    for s, e in ENCODINGS.items():
+        assert codec.decode(Decision, golden(f"v2/decision.{s}"), e) == want
+
+
+def test_warning_decisions_carry_their_warning_and_only_they_do():
+    w = codec.decode(Decision, golden("warning.avro"), "avro")
+    assert w.action == "WARNING" and w.from_phase == w.to_phase == "SMALL"
+    assert w.warning is not None and w.warning.metric == "failures" and not w.warning.cleared
+    assert w.warning.projected_rollback_ms == 95_000
+    bare = json.loads(golden("warning.json"))
+    del bare["warning"]
+    with pytest.raises(codec.DecodeError) as e:
+        codec.decode(Decision, json.dumps(bare).encode(), "json")
+    assert e.value.reason == "invalid_field"
 
 
 def test_fingerprints_are_fastavros_and_the_rust_fixtures():

@@ -21,6 +21,22 @@ def test_keeps_the_highest_sequence_and_tombstones_remove():
     assert t.lookup("r", "k").reason == "unknown"
 
 
+def test_a_warning_changes_no_route():
+    t = Table()
+    t.apply(decision("r", 2, "SMALL", 5.0))
+    keys = [f"user-{i}" for i in range(2000)]
+    before = [t.lookup("r", k).use_candidate for k in keys]
+    w = decision("r", 3, "SMALL", 5.0)
+    w.action, w.from_phase = "WARNING", "SMALL"
+    w.warning = codec.Warning("failures", 8.1, 7.9, False, 60_000)
+    # What a router reads off the topic: the record survives the wire, then the table.
+    w = codec.decode(codec.Decision, codec.encode(w, "avro"), "avro")
+    assert t.apply(w)
+    assert (t.get("r").phase, t.get("r").traffic_percent, t.get("r").sequence) == ("SMALL", 5.0, 3)
+    after = [t.lookup("r", k).use_candidate for k in keys]
+    assert before == after and any(after) and not all(after)
+
+
 def test_unknown_off_and_full():
     t = Table()
     t.apply(decision("off", 1, "OFF", 0.0))

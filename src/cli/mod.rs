@@ -255,6 +255,18 @@ pub struct QualityArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Early warning: also simulate its scenarios (slow drift, degradations late in SMALL) and
+    /// print a second table (false warnings, lead time before the rollback, exposure).
+    #[arg(long)]
+    pub warnings: bool,
+    /// `statistical.warning_arl_hours` of the simulated statistical policies (default: the
+    /// policy's default).
+    #[arg(long)]
+    pub warning_arl_hours: Option<f64>,
+    /// Also simulate the statistical rule with its change detector rolling back, at the level
+    /// of this average run length in hours (repeatable: `24,1000`).
+    #[arg(long, value_delimiter = ',')]
+    pub detector_rollback_arl_hours: Vec<u32>,
 }
 
 /// `simulate` flags.

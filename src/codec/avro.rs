@@ -64,11 +64,12 @@ pub(crate) const DECISION_AVSC: &str = include_str!("../../schemas/decision.avsc
 pub(crate) const COMMAND_AVSC: &str = include_str!("../../schemas/rollout_command.avsc");
 
 const DECISION_V1_AVSC: &str = include_str!("../../schemas/history/decision.v1.avsc");
+const DECISION_V2_AVSC: &str = include_str!("../../schemas/history/decision.v2.avsc");
 const COMMAND_V1_AVSC: &str = include_str!("../../schemas/history/rollout_command.v1.avsc");
 
 pub(crate) static EVENT: LazyLock<Parsed> = LazyLock::new(|| parse(EVENT_AVSC, &[]));
 pub(crate) static DECISION: LazyLock<Parsed> =
-    LazyLock::new(|| parse(DECISION_AVSC, &[DECISION_V1_AVSC]));
+    LazyLock::new(|| parse(DECISION_AVSC, &[DECISION_V1_AVSC, DECISION_V2_AVSC]));
 pub(crate) static COMMAND: LazyLock<Parsed> =
     LazyLock::new(|| parse(COMMAND_AVSC, &[COMMAND_V1_AVSC]));
 
@@ -330,8 +331,8 @@ mod tests {
                 legacy
             );
         }
-        // Current, current legacy, v1 standard, v1 legacy.
-        assert_eq!(DECISION.earlier.len(), 3);
+        // Decision: current legacy, v1 and v2 standard and legacy; command: current legacy, v1.
+        assert_eq!(DECISION.earlier.len(), 5);
         assert_eq!(COMMAND.earlier.len(), 3);
     }
 }

@@ -10,9 +10,10 @@ use super::{
 };
 use crate::engine::{
     Action, BreakerState, Cause, Decision, MetricsSnapshot, Phase, TrafficPercent, VariantMetrics,
+    Warning,
 };
 
-const ACTIONS: [Action; 7] = [
+const ACTIONS: [Action; 8] = [
     Action::Start,
     Action::Advance,
     Action::Maintain,
@@ -20,9 +21,10 @@ const ACTIONS: [Action; 7] = [
     Action::Pause,
     Action::Resume,
     Action::Retire,
+    Action::Warning,
 ];
-const ACTION_NAMES: [&str; 7] = [
-    "START", "ADVANCE", "MAINTAIN", "ROLLBACK", "PAUSE", "RESUME", "RETIRE",
+const ACTION_NAMES: [&str; 8] = [
+    "START", "ADVANCE", "MAINTAIN", "ROLLBACK", "PAUSE", "RESUME", "RETIRE", "WARNING",
 ];
 const PHASE_NAMES: [&str; 5] = ["OFF", "PROBE", "SMALL", "MEDIUM", "FULL"];
 const BREAKERS: [BreakerState; 3] = [
@@ -94,6 +96,34 @@ fn read_metrics(r: &mut Reader<'_>, s: &Side) -> Result<VariantMetrics, DecodeEr
     })
 }
 
+/// A WARNING carries a warning and nothing else does (v3).
+fn check_warning(action: Action, warning: Option<Warning>) -> Result<Option<Warning>, DecodeError> {
+    match (&warning, action == Action::Warning) {
+        (None, true) => Err(DecodeError::invalid(
+            "warning",
+            "a WARNING decision must carry its warning",
+        )),
+        (Some(_), false) => Err(DecodeError::invalid(
+            "warning",
+            "only a WARNING decision carries a warning",
+        )),
+        _ => Ok(warning),
+    }
+}
+
+fn read_warning(r: &mut Reader<'_>) -> Result<Option<Warning>, DecodeError> {
+    if r.index("warning", 2)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Warning {
+        metric: r.str("warning.metric")?.to_owned(),
+        statistic: check_finite("warning.statistic", r.double("warning.statistic")?)?,
+        threshold: check_finite("warning.threshold", r.double("warning.threshold")?)?,
+        projected_rollback_ms: r.opt_long("warning.projected_rollback_ms")?,
+        cleared: r.boolean("warning.cleared")?,
+    }))
+}
+
 impl WireRecord for Decision {
     const KIND: RecordKind = RecordKind::Decision;
 }
@@ -120,6 +150,17 @@ impl super::private::Body for Decision {
         avro::put_opt_str(out, self.baseline_version.as_deref());
         avro::put_opt_str(out, self.policy_json.as_deref());
         avro::put_opt_long(out, self.phase_started_at);
+        match &self.warning {
+            None => avro::put_index(out, 0),
+            Some(w) => {
+                avro::put_index(out, 1);
+                avro::put_str(out, &w.metric);
+                avro::put_double(out, w.statistic);
+                avro::put_double(out, w.threshold);
+                avro::put_opt_long(out, w.projected_rollback_ms);
+                avro::put_bool(out, w.cleared);
+            }
+        }
     }
 
     fn read_avro(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -145,7 +186,7 @@ impl super::private::Body for Decision {
         if let Some(p) = policy_json {
             check_policy(p)?;
         }
-        // v1 records end here (see `schemas/history/`).
+        // v1 records end here, v2 records after `phase_started_ms` (see `schemas/history/`).
         let phase_started_at = if r.is_empty() {
             None
         } else {
@@ -153,6 +194,8 @@ impl super::private::Body for Decision {
                 .map(|t| check_timestamp("phase_started_ms", t))
                 .transpose()?
         };
+        let warning = if r.is_empty() { None } else { read_warning(r)? };
+        let warning = check_warning(action, warning)?;
         Ok(Decision {
             rollout_id,
             sequence,
@@ -176,6 +219,7 @@ impl super::private::Body for Decision {
             baseline_version,
             policy_json: policy_json.map(str::to_owned),
             phase_started_at,
+            warning,
         })
     }
 
@@ -213,6 +257,13 @@ impl super::private::Body for Decision {
                 baseline_version: self.baseline_version.as_deref(),
                 policy_json: self.policy_json.as_deref(),
                 phase_started_ms: self.phase_started_at,
+                warning: self.warning.as_ref().map(|w| WarningOut {
+                    metric: &w.metric,
+                    statistic: w.statistic,
+                    threshold: w.threshold,
+                    projected_rollback_ms: w.projected_rollback_ms,
+                    cleared: w.cleared,
+                }),
             },
             out,
         );
@@ -283,6 +334,7 @@ impl super::private::Body for Decision {
                 .phase_started_ms
                 .map(|t| check_timestamp("phase_started_ms", t))
                 .transpose()?,
+            warning: check_warning(action, d.warning.map(WarningIn::check).transpose()?)?,
         })
     }
 }
@@ -329,6 +381,41 @@ struct DecisionOut<'a> {
     policy_json: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     phase_started_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<WarningOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct WarningOut<'a> {
+    metric: &'a str,
+    statistic: f64,
+    threshold: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    projected_rollback_ms: Option<i64>,
+    cleared: bool,
+}
+
+#[derive(Deserialize)]
+struct WarningIn<'a> {
+    #[serde(borrow)]
+    metric: Option<Str<'a>>,
+    statistic: Option<f64>,
+    threshold: Option<f64>,
+    projected_rollback_ms: Option<i64>,
+    cleared: Option<bool>,
+}
+
+impl WarningIn<'_> {
+    fn check(self) -> Result<Warning, DecodeError> {
+        let f = |v: Option<f64>, field| check_finite(field, req(v, field)?);
+        Ok(Warning {
+            metric: req(self.metric, "warning.metric")?.0.into_owned(),
+            statistic: f(self.statistic, "warning.statistic")?,
+            threshold: f(self.threshold, "warning.threshold")?,
+            projected_rollback_ms: self.projected_rollback_ms,
+            cleared: req(self.cleared, "warning.cleared")?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -395,4 +482,6 @@ struct DecisionIn<'a> {
     #[serde(default, deserialize_with = "json::policy_text")]
     policy_json: Option<String>,
     phase_started_ms: Option<i64>,
+    #[serde(borrow)]
+    warning: Option<WarningIn<'a>>,
 }

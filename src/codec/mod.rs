@@ -52,7 +52,7 @@
 //! |---------------------|---------------------------------------------|---------------------|
 //! | `rollout_id`        | string                                      | `rollout_id`; 1..=255 bytes |
 //! | `sequence`          | long                                        | `sequence`; `>= 0` |
-//! | `action`            | enum `START ADVANCE MAINTAIN ROLLBACK PAUSE RESUME RETIRE` | `action` |
+//! | `action`            | enum `START ADVANCE MAINTAIN ROLLBACK PAUSE RESUME RETIRE WARNING` | `action` |
 //! | `from_phase`        | enum `OFF PROBE SMALL MEDIUM FULL`          | `from` |
 //! | `to_phase`          | same enum                                   | `to` |
 //! | `traffic_percent`   | double                                      | `traffic`; `[0, 100]`, two decimals at most |
@@ -67,13 +67,19 @@
 //! | `baseline_version`  | `["null","string"]` = null                  | `baseline_version` |
 //! | `policy_json`       | `["null","string"]` = null                  | `policy_json`; must pass `Policy::from_json` |
 //! | `phase_started_ms`  | `["null", long (timestamp-millis)]` = null  | `phase_started_at` (v2) |
+//! | `warning`           | `["null", record Warning]` = null: `metric` (string), `statistic`, `threshold` (double, finite), `projected_rollback_ms` (`["null","long"]` = null), `cleared` (boolean) | `warning` (v3); set exactly when `action` is `WARNING` |
+//!
+//! A WARNING (early warning of the statistical rule, see [`crate::engine::detector`]) changes
+//! no phase: its `to_phase`, `traffic_percent` and `breaker_state` are the rollout's current
+//! ones, so a reader that folds the topic into a table (highest `sequence` per rollout) stays
+//! right without knowing what a warning is.
 //!
 //! A RETIRE is never written as a record: the processor publishes a tombstone (the rollout id
 //! as key, no value), so compaction removes the rollout and routers drop it.
 //!
 //! Single-object records written with an earlier version of a schema (`schemas/history/`)
-//! are read too: every change so far appended optional fields, so the missing fields take
-//! their defaults.
+//! are read too: every change so far appended optional fields (and enum symbols), so the
+//! missing fields take their defaults.
 //!
 //! `RolloutCommand` (`schemas/rollout_command.avsc`), the domain's `Command`:
 //!

@@ -28,6 +28,11 @@ pub enum Action {
     /// tombstone (a record with no value) for its key, so the compacted decisions topic and
     /// every router drop it. Never encoded as a record of its own.
     Retire,
+    /// Early warning (statistical rule): a metric's change detector raised or cleared a
+    /// warning ([`Decision::warning`] says which and why). Changes no phase and no traffic (the
+    /// record carries the current ones, so a router reading the topic as a table stays right);
+    /// while a warning is raised the rollout is not advanced.
+    Warning,
 }
 
 impl Action {
@@ -41,6 +46,7 @@ impl Action {
             Action::Pause => "PAUSE",
             Action::Resume => "RESUME",
             Action::Retire => "RETIRE",
+            Action::Warning => "WARNING",
         }
     }
 }
@@ -72,6 +78,25 @@ pub struct MetricsSnapshot {
     pub baseline: VariantMetrics,
     /// The version being rolled out.
     pub candidate: VariantMetrics,
+}
+
+/// What a WARNING decision says: which metric's change detector raised (or cleared) it, its
+/// statistic and level, and where the rollback test is heading (see
+/// [`crate::engine::detector`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    /// `"failures"`, `"slow"` (executions over the latency SLO) or a `[[policy.metrics]]`
+    /// gate's name.
+    pub metric: String,
+    /// The detector's statistic `D` (the log of its e-detector) at the decision.
+    pub statistic: f64,
+    /// The warning level `h` it is compared with.
+    pub threshold: f64,
+    /// Projected ms of event time from the decision until the rollback threshold is reached at
+    /// the current trend; `None` when the rollback test is not rising, and on a clear.
+    pub projected_rollback_ms: Option<i64>,
+    /// `false`: the warning is raised; `true`: the evidence went away and it is cleared.
+    pub cleared: bool,
 }
 
 /// One decision about one rollout. Phase changes (and operator pauses/resumes) are published to
@@ -116,6 +141,11 @@ pub struct Decision {
     /// boundary), so a restart restores the window exactly; `None` in records written before
     /// the field existed.
     pub phase_started_at: Option<EventTime>,
+    /// The warning of a WARNING decision; `None` for every other action (and in records
+    /// written before the field existed). Left out of serde output when `None`, so other
+    /// decisions serialize as before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<Warning>,
 }
 
 impl Decision {

@@ -86,6 +86,7 @@ mod tests {
             baseline_version: None,
             policy_json: None,
             phase_started_at: None,
+            warning: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`window`]: tumbling event-time buckets and the rolling window built from them.
 //! - [`watchdog`]: metrics + policy → ADVANCE / MAINTAIN / ROLLBACK with a reason.
 //! - [`stats`]: the statistical rule's anytime-valid tests and per-phase state.
+//! - [`detector`]: its early warning, a change detector per metric (WARNING decisions).
 //! - [`rollout`]: one rollout's state machine; [`engine`]: all rollouts, fed events and commands.
 //! - [`command`], [`decision`]: operator inputs and the engine's outputs.
 //! - [`log`]: the decisions log read as a table (latest decision per rollout, tombstones).
@@ -18,6 +19,7 @@
 
 pub mod command;
 pub mod decision;
+pub mod detector;
 #[allow(clippy::module_inception)]
 pub mod engine;
 pub mod log;
@@ -31,7 +33,7 @@ pub mod watchdog;
 pub mod window;
 
 pub use command::{Command, CommandError, CommandKind};
-pub use decision::{Action, Cause, Decision, MetricsSnapshot};
+pub use decision::{Action, Cause, Decision, MetricsSnapshot, Warning};
 pub use engine::{Engine, EngineCounters, EngineOptions, Input};
 pub use log::LatestDecisions;
 pub use phase::{BreakerState, Phase};

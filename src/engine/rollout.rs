@@ -13,6 +13,7 @@
 //! | auto-started, nothing decided since | START   | START's initial phase | START (START wins) |
 //! | OFF or FULL     | RETIRE                     | (forgotten)      | RETIRE (tombstone) |
 //! | OFF after an automatic ROLLBACK, policy `auto_retry` | CANDIDATE event with a new version label | initial phase | START |
+//! | PROBE..MEDIUM   | early warning raised / cleared (statistical rule) | same phase | WARNING |
 
 use std::sync::Arc;
 
@@ -330,6 +331,7 @@ impl Rollout {
             };
             self.update_phase_stats(next, end);
             if let Some(out) = out.as_deref_mut() {
+                self.publish_warnings(end, out);
                 if let Some(d) = self.evaluate(end) {
                     out.push(d);
                 }
@@ -641,6 +643,7 @@ impl Rollout {
                 .custom_policy
                 .then(|| serde_json::to_string(&*self.policy).unwrap_or_default()),
             phase_started_at: Some(self.phase_started_at),
+            warning: None,
         }
     }
 }

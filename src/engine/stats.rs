@@ -86,6 +86,17 @@ const fn default_margin_small() -> f64 {
 const fn default_margin_medium() -> f64 {
     0.05
 }
+/// Default average-run-length bound of the early warning: at least two hours of closed buckets
+/// between false warnings on average, per rollout (a proven lower bound; the simulator measures
+/// far fewer, see README "Early warning").
+const fn default_warning_arl_hours() -> f64 {
+    2.0
+}
+/// Default for the detector's own rollback level: off (the detector warns, the phase tests
+/// roll back).
+const fn default_warning_rollback_arl_hours() -> f64 {
+    0.0
+}
 
 /// Parameters of the statistical rule (`[policy.statistical]`). Used only when
 /// `rule = "statistical"`; thresholds shared with the threshold rule come from the policy:
@@ -115,6 +126,16 @@ pub struct StatisticalParams {
     /// Margin to leave MEDIUM. In `[0, 1]`.
     #[serde(default = "default_margin_medium")]
     pub margin_medium: f64,
+    /// Early warning (see [`crate::engine::detector`]): average-run-length bound, in hours of
+    /// closed buckets, between false warnings of a rollout whose candidate is no worse than its
+    /// baseline; the warning level is `ln(K · c)` with `c` this many hours of buckets and `K`
+    /// the number of metrics tested. `0` disables warnings. In `[0, 100000]`.
+    #[serde(default = "default_warning_arl_hours")]
+    pub warning_arl_hours: f64,
+    /// The change detector also rolls back, at the level of this average run length (same
+    /// form; at least `warning_arl_hours`). `0` (default): it only warns. In `[0, 100000]`.
+    #[serde(default = "default_warning_rollback_arl_hours")]
+    pub warning_rollback_arl_hours: f64,
 }
 
 impl Default for StatisticalParams {
@@ -126,6 +147,8 @@ impl Default for StatisticalParams {
             margin_probe: default_margin_probe(),
             margin_small: default_margin_small(),
             margin_medium: default_margin_medium(),
+            warning_arl_hours: default_warning_arl_hours(),
+            warning_rollback_arl_hours: default_warning_rollback_arl_hours(),
         }
     }
 }
@@ -155,6 +178,24 @@ impl StatisticalParams {
             if !(0.0..=1.0).contains(&v) {
                 return Err((field, format!("must be in [0, 1], got {v}")));
             }
+        }
+        for (field, v) in [
+            ("statistical.warning_arl_hours", self.warning_arl_hours),
+            (
+                "statistical.warning_rollback_arl_hours",
+                self.warning_rollback_arl_hours,
+            ),
+        ] {
+            if !(0.0..=100_000.0).contains(&v) {
+                return Err((field, format!("must be in [0, 100000], got {v}")));
+            }
+        }
+        let (w, r) = (self.warning_arl_hours, self.warning_rollback_arl_hours);
+        if r > 0.0 && r < w {
+            return Err((
+                "statistical.warning_rollback_arl_hours",
+                format!("must be 0 or in [warning_arl_hours = {w}, 100000], got {r}"),
+            ));
         }
         Ok(())
     }
@@ -334,8 +375,9 @@ impl Thresholds {
     }
 }
 
-/// Per-rollout, per-phase state of the statistical rule (224 bytes). Reset on every phase
-/// change; a pure function of the phase's closed buckets.
+/// Per-rollout, per-phase state of the statistical rule (224 bytes for the tests, plus the
+/// early warning's detectors: per metric 8 CUSUM values and 7 trend points, about 330 bytes).
+/// Reset on every phase change; a pure function of the phase's closed buckets.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct PhaseStats {
     /// Log-likelihood ratios of the failure test, one per [`RHO_GRID`] point.
@@ -350,6 +392,9 @@ pub struct PhaseStats {
     /// Agent-metric tests, one per gate of the policy (empty without gates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricStats>,
+    /// Early warning: the change detectors of the phase (see [`crate::engine::detector`]).
+    #[serde(default)]
+    pub warning: super::detector::EarlyWarning,
 }
 
 /// `ln Σ exp(x_i)`, stable for large and very negative terms.

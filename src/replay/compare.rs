@@ -162,6 +162,7 @@ mod tests {
             baseline_version: None,
             policy_json: None,
             phase_started_at: None,
+            warning: None,
         }
     }
 

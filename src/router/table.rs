@@ -357,6 +357,7 @@ mod tests {
             baseline_version: None,
             policy_json: None,
             phase_started_at: None,
+            warning: None,
         }
     }
 
@@ -388,6 +389,41 @@ mod tests {
         assert_eq!(e.candidate_version.as_deref(), Some("v2"));
         assert!(t.remove("r"));
         assert!(t.is_empty());
+    }
+
+    /// A WARNING (early warning) carries the current phase and traffic: applying it, as a
+    /// router reading the topic as a table does, changes no request's route.
+    #[test]
+    fn a_warning_changes_no_route() {
+        let mut t = Table::new();
+        t.apply(&decision("r", 2, Phase::Small, 5.0));
+        let keys: Vec<String> = (0..2_000).map(|i| format!("user-{i}")).collect();
+        let before: Vec<bool> = keys
+            .iter()
+            .map(|k| t.lookup("r", k).use_candidate)
+            .collect();
+        let mut w = decision("r", 3, Phase::Small, 5.0);
+        w.action = Action::Warning;
+        w.from = Phase::Small;
+        w.warning = Some(crate::engine::Warning {
+            metric: "failures".into(),
+            statistic: 8.1,
+            threshold: 7.9,
+            projected_rollback_ms: Some(60_000),
+            cleared: false,
+        });
+        assert_eq!(t.apply(&w), Applied::Updated);
+        let e = t.get("r").unwrap();
+        assert_eq!(
+            (e.phase, e.traffic, e.sequence),
+            (Phase::Small, w.traffic, 3)
+        );
+        let after: Vec<bool> = keys
+            .iter()
+            .map(|k| t.lookup("r", k).use_candidate)
+            .collect();
+        assert_eq!(before, after);
+        assert!(after.iter().any(|c| *c) && !after.iter().all(|c| *c));
     }
 
     #[test]
