@@ -602,12 +602,17 @@ impl Rollout {
             // Samples count per phase: only buckets that start at or after the change are
             // judged in the new phase (automatic changes happen on bucket boundaries; operator
             // ones round up to the next boundary). The first START keeps the bucket it began in.
-            self.phase_started_at =
+            // Never a bucket already closed: an operator's command can carry a time older than
+            // the watermark, and a phase "started" in a closed bucket would count that bucket
+            // on a restore (which replays from the phase start) but not live (it closed under
+            // the previous phase).
+            let start =
                 if action == Action::Start && from == Phase::Off && cause == Cause::Automatic {
                     bucket_start(at, self.width())
                 } else {
                     ceil_to_bucket(at, self.width())
                 };
+            self.phase_started_at = start.max(self.closed_until);
         }
         self.decision(action, from, reason, metrics, at, cause, actor)
     }
