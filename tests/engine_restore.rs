@@ -137,10 +137,6 @@ fn apply(engine: &mut Engine, input: &In, out: &mut Vec<Decision>) {
 
 /// What a restarted processor holds after the prefix: the latest decision per rollout (a
 /// RETIRE is a tombstone) and the prefix's events replayed without judging.
-fn restored(prefix: &[In], published: &[Decision]) -> Engine {
-    restored_into(engine(), prefix, published)
-}
-
 fn restored_into(mut e: Engine, prefix: &[In], published: &[Decision]) -> Engine {
     let mut table = LatestDecisions::new();
     for d in published {
@@ -158,6 +154,24 @@ fn restored_into(mut e: Engine, prefix: &[In], published: &[Decision]) -> Engine
     e
 }
 
+/// Decisions after the cut of `log` at `cut`: from an engine that ran the whole log, and from
+/// one restored (as a restarted processor is) from what the first ran before the cut.
+fn after_cut(fresh: impl Fn() -> Engine, log: &[In], cut: f64) -> (Vec<Decision>, Vec<Decision>) {
+    let k = (log.len() as f64 * cut) as usize;
+    let mut live = fresh();
+    let mut before = Vec::new();
+    for input in &log[..k] {
+        apply(&mut live, input, &mut before);
+    }
+    let mut again = restored_into(fresh(), &log[..k], &before);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for input in &log[k..] {
+        apply(&mut live, input, &mut a);
+        apply(&mut again, input, &mut b);
+    }
+    (a, b)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -166,19 +180,8 @@ proptest! {
         log in input_log(),
         cut in 0.0f64..1.0,
     ) {
-        let k = (log.len() as f64 * cut) as usize;
-        let mut live = engine();
-        let mut before = Vec::new();
-        for input in &log[..k] {
-            apply(&mut live, input, &mut before);
-        }
-        let mut again = restored(&log[..k], &before);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for input in &log[k..] {
-            apply(&mut live, input, &mut a);
-            apply(&mut again, input, &mut b);
-        }
-        prop_assert_eq!(a, b);
+        let (live, restored) = after_cut(engine, &log, cut);
+        prop_assert_eq!(live, restored);
     }
 
     /// The statistical rule (the default) on logs whose candidates fail every other build:
@@ -186,39 +189,15 @@ proptest! {
     /// when an operator's command carries a time older than the buckets already closed.
     #[test]
     fn restore_is_exact_under_the_statistical_rule(log in input_log(), cut in 0.0f64..1.0) {
-        let log = labelled(log);
-        let k = (log.len() as f64 * cut) as usize;
         let fresh = || Engine::new(Policy::default(), EngineOptions::default());
-        let mut live = fresh();
-        let mut before = Vec::new();
-        for input in &log[..k] {
-            apply(&mut live, input, &mut before);
-        }
-        let mut again = restored_into(fresh(), &log[..k], &before);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for input in &log[k..] {
-            apply(&mut live, input, &mut a);
-            apply(&mut again, input, &mut b);
-        }
-        prop_assert_eq!(a, b);
+        let (live, restored) = after_cut(fresh, &labelled(log), cut);
+        prop_assert_eq!(live, restored);
     }
 
     #[test]
     fn restore_is_exact_with_automatic_retry(log in input_log(), cut in 0.0f64..1.0) {
-        let log = labelled(log);
-        let k = (log.len() as f64 * cut) as usize;
-        let mut live = auto_retry_engine();
-        let mut before = Vec::new();
-        for input in &log[..k] {
-            apply(&mut live, input, &mut before);
-        }
-        let mut again = restored_into(auto_retry_engine(), &log[..k], &before);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for input in &log[k..] {
-            apply(&mut live, input, &mut a);
-            apply(&mut again, input, &mut b);
-        }
-        prop_assert_eq!(a, b);
+        let (live, restored) = after_cut(auto_retry_engine, &labelled(log), cut);
+        prop_assert_eq!(live, restored);
     }
 }
 
