@@ -4,13 +4,15 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::{Command as Proc, Stdio};
 use std::time::{Duration, Instant};
 
 use common::processor::*;
 use rollout_breaker::codec::Encoding;
+use rollout_breaker::config::Config;
 use rollout_breaker::engine::stats::Rule;
-use rollout_breaker::engine::{Action, BreakerState, ExecutionEvent, Phase, Policy};
+use rollout_breaker::engine::{Action, BreakerState, Decision, ExecutionEvent, Phase, Policy};
 use rollout_breaker::engine::{Schedule, TrafficPercent};
 use rollout_breaker::sim::{Change, Profile, Scenario, Trigger, SCENARIO_EPOCH_MS};
 
@@ -94,7 +96,6 @@ async fn restart_mid_stream_decides_like_an_uninterrupted_run() {
     let policy = config.policy.clone();
     let events = fleet(24, 120, &policy);
     let expected = expected_decisions(&events, &policy);
-    let want = count(&expected);
     let advances = expected
         .values()
         .flatten()
@@ -109,29 +110,7 @@ async fn restart_mid_stream_decides_like_an_uninterrupted_run() {
         advances >= 10 && rollbacks >= 4,
         "{advances} advances, {rollbacks} rollbacks"
     );
-    let producer = producer(&kafka.bootstrap);
-    let (first, second) = events.split_at(events.len() / 2);
-    let processor = start(&config);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    produce_events(&producer, &config.topics.events, first, Encoding::Json).await;
-    // Let it decide on the first half, then stop it and start a fresh one (restore from the
-    // decisions topic, windows and statistics rebuilt by replaying events) for the second.
-    let _ = await_decisions(&kafka.bootstrap, &config, 1, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    processor.stop().await;
-    let processor = start(&config);
-    produce_events(&producer, &config.topics.events, second, Encoding::Json).await;
-    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(90)).await;
-    processor.stop().await;
-    let settled = await_decisions(
-        &kafka.bootstrap,
-        &config,
-        usize::MAX,
-        Duration::from_secs(3),
-    )
-    .await;
-    assert_eq!(count(&got), want);
-    assert_eq!(settled, expected);
+    restart_halfway_and_compare(&kafka.bootstrap, &config, &events, &expected).await;
 }
 
 /// Early warning through Kafka: with WARNING decisions in the decisions topic (a low warning
@@ -154,34 +133,13 @@ async fn restart_with_warnings_in_the_log_decides_like_an_uninterrupted_run() {
     config.policy = policy.clone();
     let events = fleet(24, 120, &policy);
     let expected = expected_decisions(&events, &policy);
-    let want = count(&expected);
     let warnings = expected
         .values()
         .flatten()
         .filter(|d| d.action == Action::Warning)
         .count();
     assert!(warnings >= 4, "{warnings} warnings");
-    let producer = producer(&kafka.bootstrap);
-    let (first, second) = events.split_at(events.len() / 2);
-    let processor = start(&config);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    produce_events(&producer, &config.topics.events, first, Encoding::Json).await;
-    let _ = await_decisions(&kafka.bootstrap, &config, 1, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    processor.stop().await;
-    let processor = start(&config);
-    produce_events(&producer, &config.topics.events, second, Encoding::Json).await;
-    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(90)).await;
-    processor.stop().await;
-    let settled = await_decisions(
-        &kafka.bootstrap,
-        &config,
-        usize::MAX,
-        Duration::from_secs(3),
-    )
-    .await;
-    assert_eq!(count(&got), want);
-    assert_eq!(settled, expected);
+    restart_halfway_and_compare(&kafka.bootstrap, &config, &events, &expected).await;
 }
 
 /// A phase longer than the restore look-back (monitoring window + slack, about 7 minutes with
@@ -334,4 +292,32 @@ async fn sigkill_at_three_points_leaves_the_same_decisions_as_an_uninterrupted_r
             assert_eq!(settled, expected);
         }
     }
+}
+
+/// Produces the first half of `events`, lets a processor decide on it, stops it, starts a
+/// fresh one (restore from the decisions topic, windows and statistics rebuilt by replaying
+/// events) for the second half, and checks that the decisions topic ends up holding exactly
+/// `expected`.
+async fn restart_halfway_and_compare(
+    bootstrap: &str,
+    config: &Config,
+    events: &[ExecutionEvent],
+    expected: &BTreeMap<String, Vec<Decision>>,
+) {
+    let want = count(expected);
+    let producer = producer(bootstrap);
+    let (first, second) = events.split_at(events.len() / 2);
+    let processor = start(config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_events(&producer, &config.topics.events, first, Encoding::Json).await;
+    let _ = await_decisions(bootstrap, config, 1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    processor.stop().await;
+    let processor = start(config);
+    produce_events(&producer, &config.topics.events, second, Encoding::Json).await;
+    let got = await_decisions(bootstrap, config, want, Duration::from_secs(90)).await;
+    processor.stop().await;
+    let settled = await_decisions(bootstrap, config, usize::MAX, Duration::from_secs(3)).await;
+    assert_eq!(count(&got), want);
+    assert_eq!(&settled, expected);
 }
