@@ -238,6 +238,15 @@ mod tests {
         assert!(!w.wants(Action::Advance));
         assert!(WebhookConfig::new("all", "http://h").wants(Action::Retire));
         assert!(!WebhookConfig::new("all", "http://h").wants(Action::Maintain));
+        // Early warnings are decisions like any other: sent by default, or when listed.
+        assert!(WebhookConfig::new("all", "http://h").wants(Action::Warning));
+        let c = parse(
+            "[[webhooks]]\nname = \"pager\"\nurl = \"https://hooks.example.com/p\"\n\
+             actions = [\"WARNING\", \"ROLLBACK\"]\n",
+        )
+        .unwrap();
+        assert!(c.webhooks[0].wants(Action::Warning));
+        assert!(!c.webhooks[0].wants(Action::Start));
     }
 
     #[test]
