@@ -3,33 +3,11 @@
 //! Run: `cargo bench --bench engine`. Prints events/s (criterion's "thrpt").
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rollout_breaker::engine::{Engine, EngineOptions, ExecutionEvent, LatencyMs, Policy, Variant};
+use rollout_breaker::engine::{Engine, EngineOptions, Policy};
 
-const ROLLOUTS: usize = 10_000;
-const BATCH: usize = 100_000;
-const T0: i64 = 1_764_201_600_000;
-
-/// Events for `ROLLOUTS` rollouts, round-robin, 100 events per ms of event time: each rollout
-/// sees an event every 100 ms, 100 per 10-second bucket, so buckets close and evaluations run
-/// at the rate they would in production.
-fn events() -> Vec<ExecutionEvent> {
-    (0..BATCH)
-        .map(|i| {
-            let variant = if i % 10 == 0 {
-                Variant::Candidate
-            } else {
-                Variant::Baseline
-            };
-            ExecutionEvent::new(
-                format!("rollout-{:05}", i % ROLLOUTS),
-                variant,
-                i % 50 != 0,
-                LatencyMs::new(800.0 + (i % 400) as f64).unwrap(),
-                T0 + (i / 100) as i64,
-            )
-        })
-        .collect()
-}
+#[path = "support/workload.rs"]
+mod workload;
+use workload::{events, BATCH, ROLLOUTS};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
