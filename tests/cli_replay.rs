@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::cli::Cli;
 use common::processor::*;
-use rollout_breaker::codec::Encoding;
 use rollout_breaker::engine::stats::Rule;
 use rollout_breaker::engine::{Action, Policy};
 use rollout_breaker::sim::Scenario;
@@ -47,18 +46,8 @@ async fn replay_agrees_with_a_recorded_run_and_pins_the_first_divergence_of_anot
         expected["rolled-back-agent"].last().map(|d| d.action),
         Some(Action::Rollback)
     );
-    let running = start(&config);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    produce_events(
-        &producer(&kafka.bootstrap),
-        &config.topics.events,
-        &events,
-        Encoding::Json,
-    )
-    .await;
+    let running = start_and_play(&kafka.bootstrap, &config, &events, &expected).await;
     let want = count(&expected);
-    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(60)).await;
-    assert_eq!(got, expected);
     await_committed(&kafka.bootstrap, &config, Duration::from_secs(60)).await;
     running.stop().await;
 

@@ -13,7 +13,6 @@ use std::time::Duration;
 use common::cli::Cli;
 use common::http::{free_addr, wait_for};
 use common::processor::*;
-use rollout_breaker::codec::Encoding;
 use rollout_breaker::engine::stats::Rule;
 use rollout_breaker::engine::{Action, Phase, Policy};
 use rollout_breaker::sim::Scenario;
@@ -134,18 +133,7 @@ async fn the_console_and_the_replay_report_render_in_headless_chromium() {
         (Action::Rollback, Phase::Off)
     );
     assert_eq!(expected["checkout-agent"].last().unwrap().to, Phase::Full);
-    let running = start(&config);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    produce_events(
-        &producer(&kafka.bootstrap),
-        &config.topics.events,
-        &events,
-        Encoding::Json,
-    )
-    .await;
-    let want = count(&expected);
-    let got = await_decisions(&kafka.bootstrap, &config, want, Duration::from_secs(60)).await;
-    assert_eq!(got, expected);
+    let running = start_and_play(&kafka.bootstrap, &config, &events, &expected).await;
     running.stop().await;
 
     // The console, as an operator starts it.
@@ -162,7 +150,9 @@ async fn the_console_and_the_replay_report_render_in_headless_chromium() {
         addr,
         "/api/rollouts",
         Duration::from_secs(30),
-        |status, body| status == 200 && body.matches("\"sequence\"").count() >= 2 * want,
+        |status, body| {
+            status == 200 && body.matches("\"sequence\"").count() >= 2 * count(&expected)
+        },
     )
     .await;
     let url = format!("http://{addr}/");

@@ -57,13 +57,7 @@ async fn seed_scenarios_through_kafka_yield_exactly_the_expected_phase_changes()
         "the decisions topic must equal the in-memory engine's decisions"
     );
     // An operator's audit replay reproduces every published decision.
-    let report = tokio::task::spawn_blocking({
-        let c = config.clone();
-        move || rollout_breaker::kafka::audit::audit(&c)
-    })
-    .await
-    .unwrap()
-    .expect("audit runs");
+    let report = audit(&config).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.verified as usize, want);
     assert_eq!(report.events as usize, events.len());

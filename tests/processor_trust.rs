@@ -107,13 +107,7 @@ async fn refused_records_do_not_count_after_a_restart() {
         "the restart decided like an uninterrupted run"
     );
     // The audit takes the input as the processor did: the refused records do not count.
-    let report = tokio::task::spawn_blocking({
-        let c = config.clone();
-        move || rollout_breaker::kafka::audit::audit(&c)
-    })
-    .await
-    .unwrap()
-    .expect("audit runs");
+    let report = audit(&config).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.verified as usize, want);
     assert_eq!(report.refused, 60);
@@ -526,13 +520,7 @@ async fn automatic_retry_starts_a_tripped_rollout_again_on_a_new_version_after_a
         )
     );
     assert!(retry.reason.starts_with("auto retry:"), "{}", retry.reason);
-    let report = tokio::task::spawn_blocking({
-        let c = config.clone();
-        move || rollout_breaker::kafka::audit::audit(&c)
-    })
-    .await
-    .unwrap()
-    .expect("audit runs");
+    let report = audit(&config).await;
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.verified, 3);
 }

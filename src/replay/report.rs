@@ -14,7 +14,7 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use super::compare::Divergence;
-use super::timeline::Bucket;
+use super::timeline::{Bucket, Side};
 use crate::engine::{Action, Decision, Policy};
 
 /// What the report shows of one rollout.
@@ -226,6 +226,30 @@ fn plot(r: &RolloutReport<'_>) -> Result<String, String> {
             }
             Ok::<(), String>(())
         };
+        // One line per variant of a per-bucket figure, with a dot at each bucket.
+        let per_variant = |chart: &mut ChartContext<'_, _, _>, value: fn(&Side) -> Option<f64>| {
+            for (side, name, c) in [
+                (true, "candidate", CANDIDATE),
+                (false, "baseline", BASELINE),
+            ] {
+                let points: Vec<(f64, f64)> = buckets
+                    .iter()
+                    .filter_map(|(t, b)| {
+                        value(if side { &b.candidate } else { &b.baseline })
+                            .map(|v| (x(*t + width / 2), v))
+                    })
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+                    .map_err(|e| e.to_string())?
+                    .label(name)
+                    .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 16, b)], c));
+                chart
+                    .draw_series(points.into_iter().map(|pt| Circle::new(pt, 2, c.filled())))
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        };
 
         // 1. Traffic share and phase, as recorded.
         let mut chart = ChartBuilder::on(&panels[0])
@@ -305,26 +329,7 @@ fn plot(r: &RolloutReport<'_>) -> Result<String, String> {
                 .label(format!("{name} {value}"))
                 .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 16, b)], c));
         }
-        for (side, name, c) in [
-            (true, "candidate", CANDIDATE),
-            (false, "baseline", BASELINE),
-        ] {
-            let points: Vec<(f64, f64)> = buckets
-                .iter()
-                .filter_map(|(t, b)| {
-                    let s = if side { &b.candidate } else { &b.baseline };
-                    s.completion().map(|v| (x(*t + width / 2), v))
-                })
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(name)
-                .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 16, b)], c));
-            chart
-                .draw_series(points.into_iter().map(|pt| Circle::new(pt, 2, c.filled())))
-                .map_err(|e| e.to_string())?;
-        }
+        per_variant(&mut chart, Side::completion)?;
         markers(&mut chart, 1.05, false)?;
         chart
             .configure_series_labels()
@@ -365,26 +370,7 @@ fn plot(r: &RolloutReport<'_>) -> Result<String, String> {
                 "max_latency_ms {limit} (the threshold rule: on the mean)"
             ))
             .legend(|(a, b)| PathElement::new(vec![(a, b), (a + 16, b)], RED));
-        for (side, name, c) in [
-            (true, "candidate", CANDIDATE),
-            (false, "baseline", BASELINE),
-        ] {
-            let points: Vec<(f64, f64)> = buckets
-                .iter()
-                .filter_map(|(t, b)| {
-                    let s = if side { &b.candidate } else { &b.baseline };
-                    s.p95().map(|v| (x(*t + width / 2), v))
-                })
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(name)
-                .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 16, b)], c));
-            chart
-                .draw_series(points.into_iter().map(|pt| Circle::new(pt, 2, c.filled())))
-                .map_err(|e| e.to_string())?;
-        }
+        per_variant(&mut chart, Side::p95)?;
         markers(&mut chart, highest, false)?;
         chart
             .configure_series_labels()

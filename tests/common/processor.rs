@@ -392,3 +392,36 @@ pub fn baseline_event(rollout_id: &str, at: i64) -> ExecutionEvent {
         at,
     )
 }
+
+/// `rollout-breaker audit` over the test's topics, as an operator runs it (on a blocking
+/// thread: it reads the topics with blocking consumers).
+pub async fn audit(config: &Config) -> rollout_breaker::kafka::audit::AuditReport {
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || rollout_breaker::kafka::audit::audit(&c))
+        .await
+        .unwrap()
+        .expect("audit runs")
+}
+
+/// Starts a processor, produces `events` (JSON) once it has created the topics, waits until
+/// the decisions topic holds as many decisions as `expected` and checks they are exactly
+/// those; returns the processor, still running.
+pub async fn start_and_play(
+    bootstrap: &str,
+    config: &Config,
+    events: &[ExecutionEvent],
+    expected: &BTreeMap<String, Vec<Decision>>,
+) -> Running {
+    let running = start(config);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    produce_events(
+        &producer(bootstrap),
+        &config.topics.events,
+        events,
+        Encoding::Json,
+    )
+    .await;
+    let got = await_decisions(bootstrap, config, count(expected), Duration::from_secs(60)).await;
+    assert_eq!(&got, expected);
+    running
+}
