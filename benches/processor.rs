@@ -1,12 +1,15 @@
 //! End-to-end figures of the processor against a real Kafka broker: throughput against a plain
-//! consumer, decision latency, and restore time. Not criterion: each figure is one timed run on
-//! fresh topics, so the bench is a plain `main` that prints a table.
+//! consumer, decision latency, restore time and scale-out. Not criterion: each figure is one
+//! timed run on fresh topics, so the bench is a plain `main` that prints a table. Every event is
+//! stamped in the present (the broker's time retention would delete old-dated records while the
+//! bench runs), and every processor runs the default policy.
 //!
 //! Run: `cargo bench --bench processor` with a broker at `KAFKA_BOOTSTRAP` (default
-//! `127.0.0.1:19092`, the one `scripts/kafka.sh start` runs). Arguments `throughput`, `latency`
-//! and `restore` select sections (all by default). Sizes can be changed with
-//! `RB_BENCH_EVENTS`, `RB_BENCH_ROLLOUTS`, `RB_BENCH_TRIALS` and `RB_BENCH_RESTORE_ROLLOUTS`.
-//! `RB_BENCH_DEAD_WEBHOOK=1` configures every processor with a webhook that never answers.
+//! `127.0.0.1:19092`, the one `scripts/kafka.sh start` runs). Arguments `throughput`, `latency`,
+//! `transaction`, `restore` and `scale-out` select sections (all by default). Sizes can be
+//! changed with `RB_BENCH_EVENTS`, `RB_BENCH_ROLLOUTS`, `RB_BENCH_TRIALS`,
+//! `RB_BENCH_RESTORE_ROLLOUTS` and `RB_BENCH_RESTORE_EVENTS`. `RB_BENCH_DEAD_WEBHOOK=1`
+//! configures every processor with a webhook that never answers.
 //!
 //! 1. **Throughput.** N events (JSON, ~1000 rollouts played by [`sim`] scenarios in a closed
 //!    loop, event times 100 ms apart per rollout) are produced into a 6-partition topic before
@@ -14,13 +17,20 @@
 //!    the processor (fresh group) processes it all, completion being detected by the group's
 //!    committed offsets reaching the high watermarks (read by a consumer that never joins).
 //! 2. **Decision latency.** With the processor running and healthy background traffic, each
-//!    trial sends a failing burst for a new rollout inside one evaluation bucket, then the one
-//!    event whose time is the bucket's end (allowed lateness is 0, so it moves the watermark
-//!    past the bucket): the clock runs from producing that event to the ROLLBACK being read by a
-//!    read_committed consumer of the decisions topic.
-//! 3. **Restore.** 100k START decisions on a fresh decisions topic; `restore_partition` is timed
-//!    for every partition, then the processor's start is timed until it has restored them all
-//!    and published decisions for fresh events in every partition.
+//!    trial sends a breach for a new rollout inside one evaluation bucket (the smallest one the
+//!    default policy rolls back on, found by running the pure engine), then the one event whose
+//!    time is the bucket's end + the allowed lateness, which makes the breach decidable: the
+//!    clock runs from producing that event to the ROLLBACK being read by a read_committed
+//!    consumer of the decisions topic. The event-time floor in front of it (bucket end +
+//!    lateness − the breach) is printed beside it.
+//! 3. **Restore.** 100k rollouts with 1M events over the last 5 minutes and the decisions the
+//!    engine published for them; the group's offsets are committed at the end of the events, so
+//!    `restore_partition` reads the decisions and rebuilds every window from the events topic
+//!    (both timed, per partition); then the processor's start is timed until it has restored
+//!    them all and published decisions for fresh events.
+//! 4. **Scale-out.** The throughput workload drained by one instance and by two instances of one
+//!    group; then a second instance joins one processing steady traffic, and the longest time a
+//!    partition's committed offset stands still is the rebalance pause.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,7 +53,7 @@ use rollout_breaker::engine::{
 };
 use rollout_breaker::kafka::processor::{ensure_topics, run, ProcessorError};
 use rollout_breaker::kafka::restore::restore_partition;
-use rollout_breaker::sim::{Change, Profile, Scenario, TrafficGen, Trigger, SCENARIO_EPOCH_MS};
+use rollout_breaker::sim::{Change, Profile, Scenario, TrafficGen, Trigger};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -137,20 +147,6 @@ fn dead_endpoint() -> std::net::SocketAddr {
         });
         addr
     })
-}
-
-/// Short windows so verdicts come within seconds of event time; the threshold rule, whose
-/// verdict on a handful of failures is known in advance (the bench measures the processor's
-/// path from event to published decision, not the rule).
-fn bench_policy(initial_phase: Phase) -> Policy {
-    Policy {
-        evaluation_interval_ms: 1_000,
-        monitoring_window_ms: 10_000,
-        allowed_lateness_ms: 0,
-        min_samples_per_phase: 5,
-        initial_phase,
-        ..Policy::threshold()
-    }
 }
 
 fn client(bootstrap: &str) -> ClientConfig {
@@ -310,6 +306,8 @@ struct Row(&'static str, String, String, &'static str);
 fn throughput_events(n: usize, rollouts: usize, policy: &Policy) -> Vec<ExecutionEvent> {
     let rps = 10u32;
     let per_rollout = n.div_ceil(rollouts) as i64;
+    // Stamped so the last events are about now: time retention keeps them while the bench runs.
+    let start_ms = now_ms() - per_rollout * 1_000 / i64::from(rps);
     let mut gens: Vec<(TrafficGen, Phase, TrafficPercent)> = (0..rollouts)
         .map(|i| {
             let changes = if i % 2 == 1 {
@@ -325,7 +323,7 @@ fn throughput_events(n: usize, rollouts: usize, policy: &Policy) -> Vec<Executio
                 rollout_id: format!("agent-{i:05}"),
                 requests_per_sec: rps,
                 duration_ms: per_rollout * 1_000 / i64::from(rps),
-                start_ms: SCENARIO_EPOCH_MS,
+                start_ms,
                 baseline: Profile::new(0.97, 1_100.0, 200.0),
                 candidate: Profile::new(0.99, 1_200.0, 100.0),
                 changes,
@@ -407,8 +405,39 @@ fn plain_consume(bootstrap: &str, topic: &str, expected: u64) -> Drain {
     }
 }
 
-/// Runs the processor until its group has committed every offset up to `high`.
-fn processor_drain(rt: &Runtime, config: &Config, high: &[i64]) -> Drain {
+/// The committed offsets of `config`'s group on every events partition (0 where none).
+fn group_offsets(watcher: &BaseConsumer, config: &Config) -> Vec<i64> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(&config.topics.events, p);
+    }
+    let got = watcher
+        .committed_offsets(tpl, KAFKA_TIMEOUT)
+        .expect("committed offsets");
+    (0..PARTITIONS)
+        .map(|p| {
+            got.find_partition(&config.topics.events, p)
+                .and_then(|e| e.offset().to_raw())
+                .unwrap_or(0)
+                .max(0)
+        })
+        .collect()
+}
+
+/// `instances` processors of one group (instance ids `bench-0`, `bench-1`, ...), running on
+/// `rt` until stopped.
+fn start_processors(rt: &Runtime, config: &Config, instances: usize) -> Vec<Running> {
+    (0..instances)
+        .map(|i| {
+            let mut c = config.clone();
+            c.kafka.instance_id = format!("bench-{i}");
+            start_processor(rt, c)
+        })
+        .collect()
+}
+
+/// Runs `instances` processors of one group until it has committed every offset up to `high`.
+fn processor_drain(rt: &Runtime, config: &Config, high: &[i64], instances: usize) -> Drain {
     // Same group id, never subscribed: asks the coordinator, does not join. read_uncommitted
     // so the broker answers at once instead of waiting out a pending transactional commit.
     let watcher = reader(
@@ -416,32 +445,18 @@ fn processor_drain(rt: &Runtime, config: &Config, high: &[i64]) -> Drain {
         &config.kafka.group_id,
         "read_uncommitted",
     );
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition(&config.topics.events, p);
-    }
     let expected: i64 = high.iter().sum();
     let started = Instant::now();
-    let running = start_processor(rt, config.clone());
+    let running = start_processors(rt, config, instances);
     let mut first: Option<(Instant, i64)> = None;
     let deadline = started + Duration::from_secs(900);
     loop {
-        running.check_alive();
+        running.iter().for_each(Running::check_alive);
         assert!(
             Instant::now() < deadline,
             "processor did not finish in 900 s"
         );
-        let got = watcher
-            .committed_offsets(tpl.clone(), KAFKA_TIMEOUT)
-            .expect("committed offsets");
-        let committed: Vec<i64> = (0..PARTITIONS)
-            .map(|p| {
-                got.find_partition(&config.topics.events, p)
-                    .and_then(|e| e.offset().to_raw())
-                    .unwrap_or(0)
-                    .max(0)
-            })
-            .collect();
+        let committed = group_offsets(&watcher, config);
         let now = Instant::now();
         let sum: i64 = committed.iter().sum();
         if sum > 0 && first.is_none() {
@@ -449,7 +464,7 @@ fn processor_drain(rt: &Runtime, config: &Config, high: &[i64]) -> Drain {
         }
         if committed.iter().zip(high).all(|(c, h)| c >= h) {
             let total = now - started;
-            running.stop(rt);
+            running.into_iter().for_each(|r| r.stop(rt));
             let (f, at_first) = first.unwrap_or((started, 0));
             return Drain {
                 total,
@@ -464,17 +479,18 @@ fn processor_drain(rt: &Runtime, config: &Config, high: &[i64]) -> Drain {
 fn throughput(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     let n = env_usize("RB_BENCH_EVENTS", 500_000);
     let rollouts = env_usize("RB_BENCH_ROLLOUTS", 1_000).max(1);
-    let config = fresh_config(bootstrap, "tput", bench_policy(Phase::Medium));
+    let config = fresh_config(bootstrap, "tput", Policy::default());
     println!(
         "throughput: {n} events, {rollouts} rollouts (10 req/s each, half degrade after 20 s), \
          {} encoding, {PARTITIONS} partitions; processor max_batch_records={} max_batch_ms={}; \
-         policy: threshold rule, evaluation {} ms, window {} ms, lateness {} ms, min samples {}, initial {}",
+         policy: the default ({:?} rule, evaluation {} ms, window {} ms, lateness {} ms, min samples {}, initial {})",
         match config.topics.events_encoding {
             Encoding::Json => "JSON",
             _ => "Avro",
         },
         config.processing.max_batch_records,
         config.processing.max_batch_ms,
+        config.policy.rule,
         config.policy.evaluation_interval_ms,
         config.policy.monitoring_window_ms,
         config.policy.allowed_lateness_ms,
@@ -515,7 +531,7 @@ fn throughput(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     );
 
     let plain = plain_consume(bootstrap, &config.topics.events, n as u64);
-    let proc = processor_drain(rt, &config, &high);
+    let proc = processor_drain(rt, &config, &high, 1);
     let rate = |records: u64, d: Duration| records as f64 / d.as_secs_f64().max(1e-9);
     let (plain_rate, proc_rate) = (rate(n as u64, plain.total), rate(n as u64, proc.total));
     let (plain_steady, proc_steady) = (
@@ -690,20 +706,84 @@ fn ms(d: Duration) -> String {
     format!("{:>7.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// One latency trial for rollout `id`: a breach (candidate failures alternating with baseline
+/// successes, `burst` of each, spread over the first half of the bucket starting at `b`), then
+/// the event at the bucket's end + the allowed lateness, which makes the breach decidable.
+fn breach_trial(
+    id: &str,
+    b: i64,
+    burst: usize,
+    policy: &Policy,
+) -> (Vec<ExecutionEvent>, ExecutionEvent) {
+    let width = policy.evaluation_interval_ms as i64;
+    let spacing = (width / 2 / (2 * burst as i64)).max(1);
+    let events = (0..2 * burst)
+        .map(|j| {
+            let candidate = j % 2 == 0;
+            ExecutionEvent::new(
+                id.to_owned(),
+                if candidate {
+                    Variant::Candidate
+                } else {
+                    Variant::Baseline
+                },
+                !candidate,
+                LatencyMs::new(900.0).unwrap(),
+                b + j as i64 * spacing,
+            )
+        })
+        .collect();
+    let trigger = ExecutionEvent::new(
+        id.to_owned(),
+        Variant::Baseline,
+        true,
+        LatencyMs::new(900.0).unwrap(),
+        b + width + policy.allowed_lateness_ms as i64,
+    );
+    (events, trigger)
+}
+
+/// The smallest burst the policy rolls back on exactly at the trigger (and decides nothing but
+/// the START before it), found by running the pure engine on one trial.
+fn breach_burst(policy: &Policy) -> usize {
+    let published = |ds: Vec<Decision>| -> Vec<Action> {
+        ds.into_iter()
+            .filter(Decision::is_published)
+            .map(|d| d.action)
+            .collect()
+    };
+    for burst in [5, 10, 20, 40, 80, 160, 320] {
+        let b = 1_000 * policy.evaluation_interval_ms as i64;
+        let (events, trigger) = breach_trial("calibration", b, burst, policy);
+        let mut engine = Engine::new(policy.clone(), EngineOptions::default());
+        let before: Vec<Action> = events
+            .iter()
+            .flat_map(|e| published(engine.apply(e)))
+            .collect();
+        let at = published(engine.apply(&trigger));
+        if before == [Action::Start] && at == [Action::Rollback] {
+            return burst;
+        }
+    }
+    panic!("no burst up to 320 failures makes the policy roll back at the trigger");
+}
+
 fn latency(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     let trials = env_usize("RB_BENCH_TRIALS", 100).max(1);
     let warmup = 5;
     let (bg_rollouts, bg_rate) = (12usize, 500u64);
-    let burst = 10usize;
-    let config = fresh_config(bootstrap, "latency", bench_policy(Phase::Probe));
-    let width = config.policy.evaluation_interval_ms as i64;
-    let lateness = config.policy.allowed_lateness_ms as i64;
+    let config = fresh_config(bootstrap, "latency", Policy::default());
+    let policy = &config.policy;
+    let width = policy.evaluation_interval_ms as i64;
+    let lateness = policy.allowed_lateness_ms as i64;
+    let burst = breach_burst(policy);
     println!(
-        "latency: {trials} trials (+{warmup} warm-up), each a new rollout: {burst} failing candidate \
-         events in one {width} ms bucket, then the event at bucket end + {lateness} ms lateness; \
-         background {bg_rate} healthy ev/s over {bg_rollouts} rollouts; processor max_batch_ms={}; \
-         policy: threshold rule, window {} ms, min samples {}",
-        config.processing.max_batch_ms, config.policy.monitoring_window_ms, config.policy.min_samples_per_phase,
+        "latency: {trials} trials (+{warmup} warm-up), each a new rollout at PROBE: {burst} \
+         candidate failures and {burst} baseline successes in the first half of one {width} ms \
+         bucket (the smallest breach the default policy, {:?} rule, rolls back on), then the event \
+         at bucket end + {lateness} ms lateness that makes it decidable; background {bg_rate} \
+         healthy ev/s over {bg_rollouts} rollouts; processor max_batch_ms={}",
+        policy.rule, config.processing.max_batch_ms,
     );
     rt.block_on(ensure_topics(&config)).expect("create topics");
     let decisions = DecisionReader::start(&config, &[0; PARTITIONS as usize]);
@@ -738,29 +818,17 @@ fn latency(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     let mut rng = SmallRng::seed_from_u64(7);
     let mut seen: HashMap<String, Vec<Action>> = HashMap::new();
     let mut latencies = Vec::with_capacity(trials);
+    let mut floor = Duration::ZERO;
     for trial in 0..warmup + trials {
         let id = format!("trial-{trial:04}");
+        // The bucket now running: the breach is stamped in the recent past, the trigger up to
+        // bucket + lateness ahead (well inside the admission's clock bound).
         let b = now_ms() / width * width;
-        let burst_events: Vec<ExecutionEvent> = (0..burst)
-            .map(|j| {
-                ExecutionEvent::new(
-                    id.clone(),
-                    Variant::Candidate,
-                    false,
-                    LatencyMs::new(1_500.0).unwrap(),
-                    b + j as i64 * 10,
-                )
-            })
-            .collect();
+        let (burst_events, trigger) = breach_trial(&id, b, burst, policy);
+        let last_failure = burst_events.iter().map(|e| e.timestamp).max().unwrap_or(b);
+        floor = Duration::from_millis((trigger.timestamp - last_failure) as u64);
         produce_events(&p, &config.topics.events, &burst_events, enc);
         std::thread::sleep(Duration::from_millis(rng.random_range(0..100)));
-        let trigger = ExecutionEvent::new(
-            id.clone(),
-            Variant::Baseline,
-            true,
-            LatencyMs::new(900.0).unwrap(),
-            b + width + lateness,
-        );
         let payload = codec::encode_event(&trigger, enc);
         let t0 = Instant::now();
         send(
@@ -820,6 +888,16 @@ fn latency(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
         "latency",
         "trials with exactly START + ROLLBACK".into(),
         format!("{exact:>7} / {}", warmup + trials),
+        "",
+    ));
+    rows.push(Row(
+        "latency",
+        format!(
+            "event-time floor: bucket end + lateness - breach ({}..{} s)",
+            lateness / 1_000,
+            (width + lateness) / 1_000
+        ),
+        format!("{:>7.1} s", floor.as_secs_f64()),
         "",
     ));
     rows.push(Row(
@@ -961,28 +1039,52 @@ fn transaction_cost(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
 // 3. Restore
 
 fn restore(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
-    let n = env_usize("RB_BENCH_RESTORE_ROLLOUTS", 100_000);
+    let n = env_usize("RB_BENCH_RESTORE_ROLLOUTS", 100_000).max(1);
+    let events_n = env_usize("RB_BENCH_RESTORE_EVENTS", 1_000_000).max(n);
+    let span_ms: i64 = 300_000;
     let probes = 24usize;
     let config = fresh_config(bootstrap, "restore", Policy::default());
     println!(
-        "restore: {n} rollouts (one START each, {:?} encoding, keyed by rollout id, murmur2 \
-         partitioning) over {PARTITIONS} partitions",
+        "restore: {n} rollouts with {events_n} events over the last {} min (default policy: \
+         statistical rule, {} ms buckets, {} ms window), {:?} events and {:?} decisions keyed by \
+         rollout id (murmur2) over {PARTITIONS} partitions; the group's offsets committed at the \
+         end, so windows are rebuilt from the events topic",
+        span_ms / 60_000,
+        config.policy.evaluation_interval_ms,
+        config.policy.monitoring_window_ms,
+        config.topics.events_encoding,
         config.topics.decisions_encoding,
     );
     rt.block_on(ensure_topics(&config)).expect("create topics");
+    // Five minutes of events ending now (time retention must not delete them while the bench
+    // runs), rollouts interleaved; the decisions are what the engine publishes for them.
+    let t0 = now_ms() - span_ms;
+    let mut rng = SmallRng::seed_from_u64(11);
+    let events: Vec<ExecutionEvent> = (0..events_n)
+        .map(|j| {
+            let variant = if rng.random_bool(0.5) {
+                Variant::Candidate
+            } else {
+                Variant::Baseline
+            };
+            ExecutionEvent::new(
+                format!("restored-{:06}", j % n),
+                variant,
+                rng.random_bool(0.97),
+                LatencyMs::new(rng.random_range(600.0..1_400.0)).unwrap(),
+                t0 + j as i64 * span_ms / events_n as i64,
+            )
+        })
+        .collect();
     let mut engine = Engine::new(config.policy.clone(), EngineOptions::default());
-    let mut starts = Vec::with_capacity(n);
-    for i in 0..n {
-        let e = ExecutionEvent::new(
-            format!("restored-{i:06}"),
-            Variant::Baseline,
-            true,
-            LatencyMs::new(900.0).unwrap(),
-            SCENARIO_EPOCH_MS + i as i64,
-        );
-        starts.extend(engine.apply(&e).into_iter().filter(Decision::is_published));
+    let mut decided = Vec::new();
+    let mut out = Vec::new();
+    for e in &events {
+        out.clear();
+        engine.apply_event(e, &mut out);
+        decided.extend(out.drain(..).filter(Decision::is_published));
     }
-    assert_eq!(starts.len(), n);
+    assert!(decided.len() >= n, "every rollout starts");
     drop(engine);
     let p = producer(bootstrap, "5");
     let t = Instant::now();
@@ -990,37 +1092,74 @@ fn restore(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     produce_all(
         &p,
         &config.topics.decisions,
-        starts
+        decided
             .iter()
             .map(|d| (d.rollout_id.as_str(), codec::encode_decision(d, enc), None)),
     );
-    println!("  decisions produced in {:.1} s", t.elapsed().as_secs_f64());
-    drop(starts);
+    produce_events(
+        &p,
+        &config.topics.events,
+        &events,
+        config.topics.events_encoding,
+    );
+    println!(
+        "  {} decisions and {events_n} events produced in {:.1} s",
+        decided.len(),
+        t.elapsed().as_secs_f64()
+    );
+    drop((decided, events));
 
-    let (mut sum, mut max, mut restored) = (Duration::ZERO, Duration::ZERO, 0usize);
+    // The processor's group has processed everything: commit its offsets at the end.
+    let meta = reader(bootstrap, &config.kafka.group_id, "read_committed");
+    let committed = high_watermarks(&meta, &config.topics.events);
+    let mut tpl = TopicPartitionList::new();
+    for (part, offset) in committed.iter().enumerate() {
+        tpl.add_partition_offset(&config.topics.events, part as i32, Offset::Offset(*offset))
+            .expect("offset");
+    }
+    meta.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit the group's offsets");
+
+    let (mut decisions_sum, mut events_sum, mut max) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut restored, mut replayed) = (0usize, 0u64);
     let mut per_partition = Vec::new();
     for part in 0..PARTITIONS {
         let mut engine = Engine::new(config.policy.clone(), EngineOptions::default());
-        let t = Instant::now();
         let rules = config.admission_rules(PARTITIONS);
-        let stats = restore_partition(&config, &rules, part, None, &mut engine).expect("restore");
-        let took = t.elapsed();
+        let stats = restore_partition(
+            &config,
+            &rules,
+            part,
+            Some(committed[part as usize]),
+            &mut engine,
+        )
+        .expect("restore");
         assert_eq!(stats.rollouts, engine.len());
         assert_eq!(stats.undecodable_decisions, 0);
+        assert!(!stats.truncated, "window rebuild truncated");
         restored += stats.rollouts;
+        replayed += stats.events_replayed;
         per_partition.push(format!(
-            "p{part}: {} in {:.0} ms",
+            "p{part}: {} rollouts, {} events in {:.0} ms",
             stats.rollouts,
-            took.as_secs_f64() * 1e3
+            stats.events_replayed,
+            stats.elapsed.as_secs_f64() * 1e3
         ));
-        sum += took;
-        max = max.max(took);
+        decisions_sum += stats.decisions_elapsed;
+        events_sum += stats.elapsed - stats.decisions_elapsed;
+        max = max.max(stats.elapsed);
     }
     println!("  {}", per_partition.join(", "));
     assert_eq!(restored, n, "restored {restored} rollouts of {n}");
+    assert_eq!(
+        replayed, events_n as u64,
+        "every event lies in its rollout's phase, so the rebuild counts them all"
+    );
 
-    // The processor's own start: fresh events of new rollouts in every partition are waiting;
-    // their STARTs are published once the processor has joined and restored every partition.
+    // The processor's own start: fresh events of new rollouts in every partition wait behind the
+    // committed offsets; their STARTs are published once it has joined, restored every partition
+    // (windows included) and processed them.
     let probe_events: Vec<ExecutionEvent> = (0..probes)
         .map(|i| {
             ExecutionEvent::new(
@@ -1028,7 +1167,7 @@ fn restore(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
                 Variant::Baseline,
                 true,
                 LatencyMs::new(900.0).unwrap(),
-                SCENARIO_EPOCH_MS,
+                now_ms(),
             )
         })
         .collect();
@@ -1038,22 +1177,24 @@ fn restore(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
         &probe_events,
         config.topics.events_encoding,
     );
-    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
-    let event_parts = high_watermarks(&meta, &config.topics.events)
+    let event_parts = probe_events
         .iter()
-        .filter(|h| **h > 0)
-        .count();
+        .map(|e| {
+            rollout_breaker::input::admission::kafka_partition(e.rollout_id.as_bytes(), PARTITIONS)
+        })
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let decisions =
         DecisionReader::start(&config, &high_watermarks(&meta, &config.topics.decisions));
     let t = Instant::now();
     let running = start_processor(rt, config.clone());
     let mut started = 0;
-    let deadline = t + Duration::from_secs(120);
+    let deadline = t + Duration::from_secs(180);
     while started < probes {
         running.check_alive();
         assert!(
             Instant::now() < deadline,
-            "{started} of {probes} probe STARTs after 120 s"
+            "{started} of {probes} probe STARTs after 180 s"
         );
         if let Ok((d, _)) = decisions.rx.recv_timeout(Duration::from_millis(100)) {
             started += usize::from(d.rollout_id.starts_with("probe-") && d.action == Action::Start);
@@ -1063,13 +1204,19 @@ fn restore(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     running.stop(rt);
     rows.push(Row(
         "restore",
-        format!("restore_partition x{PARTITIONS}, sum ({n} rollouts)"),
-        ms(sum),
-        "< 3 s",
+        format!("decisions read x{PARTITIONS}, sum ({n} rollouts)"),
+        ms(decisions_sum),
+        "",
     ));
     rows.push(Row(
         "restore",
-        "restore_partition, slowest partition".into(),
+        format!("windows rebuilt x{PARTITIONS}, sum ({replayed} events)"),
+        ms(events_sum),
+        "",
+    ));
+    rows.push(Row(
+        "restore",
+        "restore_partition, slowest partition (both steps)".into(),
         ms(max),
         "",
     ));
@@ -1079,6 +1226,153 @@ fn restore(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
             "processor start -> first decisions in {event_parts} partitions (incl. group join)"
         ),
         ms(e2e),
+        "",
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Scale-out
+
+/// Throughput of one against two instances of one group on the same topic, and the pause a
+/// partition sees while a second instance joins a running one.
+fn scale_out(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
+    let n = env_usize("RB_BENCH_EVENTS", 500_000);
+    let rollouts = env_usize("RB_BENCH_ROLLOUTS", 1_000).max(1);
+    let config = fresh_config(bootstrap, "scale", Policy::default());
+    println!(
+        "scale-out: {n} events of {rollouts} rollouts (the throughput workload, default policy) \
+         drained by one instance, then by two instances of a fresh group; then a second instance \
+         joins one that is processing steady traffic"
+    );
+    rt.block_on(ensure_topics(&config)).expect("create topics");
+    let events = throughput_events(n, rollouts, &config.policy);
+    let p = producer(bootstrap, "5");
+    produce_events(
+        &p,
+        &config.topics.events,
+        &events,
+        config.topics.events_encoding,
+    );
+    drop(events);
+    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
+    let high = high_watermarks(&meta, &config.topics.events);
+    let one = processor_drain(rt, &config, &high, 1);
+    let mut two_config = config.clone();
+    two_config.kafka.group_id = unique_name("rb-bench-scale-two");
+    let two = processor_drain(rt, &two_config, &high, 2);
+    let rate = |d: &Drain| n as f64 / d.total.as_secs_f64().max(1e-9);
+    rows.push(Row(
+        "scale-out",
+        "one instance, whole topic (incl. start, group join)".into(),
+        format!(
+            "{:>10.0} ev/s ({:.2} s)",
+            rate(&one),
+            one.total.as_secs_f64()
+        ),
+        "",
+    ));
+    rows.push(Row(
+        "scale-out",
+        "two instances, whole topic (incl. start, group join)".into(),
+        format!(
+            "{:>10.0} ev/s ({:.2} s)",
+            rate(&two),
+            two.total.as_secs_f64()
+        ),
+        "",
+    ));
+    rows.push(Row(
+        "scale-out",
+        "ratio two / one".into(),
+        format!("{:>10.2}", rate(&two) / rate(&one)),
+        "",
+    ));
+
+    // The rebalance pause: steady traffic keeps every partition's committed offset moving with
+    // each transaction; the longest time one partition's offset stands still while the second
+    // instance joins is the pause its rollouts see (revoke, join, restore on the new owner).
+    let (bg_rollouts, bg_rate) = (600usize, 5_000u64);
+    let config = fresh_config(bootstrap, "rebalance", Policy::default());
+    rt.block_on(ensure_topics(&config)).expect("create topics");
+    let stop_bg = Arc::new(AtomicBool::new(false));
+    let bg = background(
+        bootstrap.to_owned(),
+        config.topics.events.clone(),
+        config.topics.events_encoding,
+        bg_rollouts,
+        bg_rate,
+        stop_bg.clone(),
+    );
+    let watcher = reader(bootstrap, &config.kafka.group_id, "read_uncommitted");
+    let mut first = start_processors(rt, &config, 1);
+    // Longest stand-still per partition over `for_`, sampling every 20 ms.
+    let longest_gap = |for_: Duration, running: &[Running]| -> Duration {
+        let mut last = group_offsets(&watcher, &config);
+        let mut moved = vec![Instant::now(); PARTITIONS as usize];
+        let mut longest = Duration::ZERO;
+        let end = Instant::now() + for_;
+        while Instant::now() < end {
+            running.iter().for_each(Running::check_alive);
+            std::thread::sleep(Duration::from_millis(20));
+            let now_offsets = group_offsets(&watcher, &config);
+            let now = Instant::now();
+            for (p, (o, l)) in now_offsets.iter().zip(&mut last).enumerate() {
+                if o > l {
+                    longest = longest.max(now - moved[p]);
+                    moved[p] = now;
+                    *l = *o;
+                }
+            }
+        }
+        let now = Instant::now();
+        moved.iter().fold(longest, |acc, m| acc.max(now - *m))
+    };
+    // Wait until every partition commits, then measure the steady state and the join.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while group_offsets(&watcher, &config).contains(&0) {
+        first[0].check_alive();
+        assert!(
+            Instant::now() < deadline,
+            "no commits on every partition in 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let steady = longest_gap(Duration::from_secs(10), &first);
+    let mut second = config.clone();
+    second.kafka.instance_id = "bench-1".into();
+    first.push(start_processor(rt, second));
+    let join = longest_gap(Duration::from_secs(30), &first);
+    let groups = watcher
+        .fetch_group_list(Some(&config.kafka.group_id), KAFKA_TIMEOUT)
+        .expect("group list");
+    let members = groups
+        .groups()
+        .iter()
+        .map(|g| {
+            g.members()
+                .iter()
+                .filter(|m| m.assignment().is_some_and(|a| !a.is_empty()))
+                .count()
+        })
+        .sum::<usize>();
+    assert_eq!(
+        members, 2,
+        "the second instance did not get partitions within 30 s"
+    );
+    stop_bg.store(true, Ordering::Relaxed);
+    let sent = bg.join().expect("background thread");
+    first.into_iter().for_each(|r| r.stop(rt));
+    println!("  rebalance: {bg_rate} healthy ev/s over {bg_rollouts} rollouts, {sent} sent");
+    rows.push(Row(
+        "scale-out",
+        "longest commit gap of a partition, one instance, 10 s".into(),
+        ms(steady),
+        "",
+    ));
+    rows.push(Row(
+        "scale-out",
+        "longest commit gap of a partition while a 2nd joins, 30 s".into(),
+        ms(join),
         "",
     ));
 }
@@ -1127,6 +1421,9 @@ fn main() {
     }
     if wants("restore") {
         restore(&rt, &bootstrap, &mut rows);
+    }
+    if wants("scale-out") {
+        scale_out(&rt, &bootstrap, &mut rows);
     }
     if std::env::var("RB_BENCH_DEAD_WEBHOOK").is_ok_and(|v| v == "1") {
         println!(

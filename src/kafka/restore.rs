@@ -50,6 +50,8 @@ pub struct RestoreStats {
     pub events_replayed: u64,
     /// Whether events the rebuild needed had already been deleted by retention.
     pub truncated: bool,
+    /// Time taken by step 1, reading the decisions topic (included in `elapsed`).
+    pub decisions_elapsed: Duration,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -127,6 +129,7 @@ pub fn restore_partition(
         }
     }
     stats.rollouts = latest.len();
+    stats.decisions_elapsed = started.elapsed();
 
     // 2. Windows.
     if let Some(committed) = committed_events_offset.filter(|_| !latest.is_empty()) {
@@ -216,6 +219,7 @@ pub fn restore_partition(
         decisions = stats.decisions_read,
         events_replayed = stats.events_replayed,
         committed = ?committed_events_offset,
+        decisions_ms = stats.decisions_elapsed.as_millis() as u64,
         ms = stats.elapsed.as_millis() as u64,
         "Restored partition."
     );
