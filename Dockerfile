@@ -11,18 +11,19 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# librdkafka is compiled from source by rdkafka-sys (configure + make; zlib from the system).
+# librdkafka is compiled from source by rdkafka-sys (configure + make; zlib from the system),
+# with OpenSSL (the `tls` feature: SSL, SASL_SSL, SCRAM; libssl-dev is in this base image).
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    CARGO_TARGET_DIR=/src/target scripts/build-release \
+    CARGO_TARGET_DIR=/src/target CARGO_FEATURES=tls scripts/build-release \
     && cp /src/target/release/rollout-breaker /usr/local/bin/rollout-breaker
 
 FROM debian:bookworm-slim AS runtime
-# curl: the HEALTHCHECK; ca-certificates: brokers behind TLS-terminating proxies and future
-# TLS builds; zlib: librdkafka's compression.
+# curl: the HEALTHCHECK; ca-certificates and libssl3: TLS to brokers (the system CAs are
+# librdkafka's default trust store); zlib: librdkafka's compression.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl zlib1g \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin rollout-breaker
 COPY --from=build /usr/local/bin/rollout-breaker /usr/local/bin/rollout-breaker

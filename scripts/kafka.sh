@@ -17,6 +17,9 @@
 #   KAFKA_VERSION          broker version (default 4.1.1; 4.x needs Java 17)
 #   KAFKA_PORT             client listener on 127.0.0.1 (default 19092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener (default 19093)
+#   KAFKA_SSL_PORT         TLS client listener on 127.0.0.1 (default KAFKA_PORT + 2), with a
+#                          self-signed certificate for 127.0.0.1 made by keytool at start; its
+#                          PEM (the CA file for clients) is printed as KAFKA_TLS_CA
 #   KAFKA_DATA_DIR         log dirs, config, broker log and pid file (default .cache/kafka-data;
 #                          wiped on every start, kept by restart)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 60)
@@ -27,6 +30,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_SSL_PORT="${KAFKA_SSL_PORT:-$((KAFKA_PORT + 2))}"
 KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-$ROOT/.cache/kafka-data}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
@@ -38,6 +42,10 @@ COMPLETE_MARKER="$LIBS_DIR/.complete"
 PID_FILE="${KAFKA_DATA_DIR%/}.pid"
 BROKER_LOG="$KAFKA_DATA_DIR/logs/server.log"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+TLS_BOOTSTRAP="127.0.0.1:$KAFKA_SSL_PORT"
+TLS_DIR="$KAFKA_DATA_DIR/tls"
+# Test-only secret for the generated keystore (the key never leaves the data dir).
+TLS_STORE_PASS=rollout-breaker-test
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() {
@@ -171,7 +179,29 @@ broker_pid() {
     printf '%s\n' "$pid"
 }
 
+# What clients need, one KEY=value per line (scripts/test reads them).
+print_endpoints() {
+    echo "KAFKA_BOOTSTRAP=$BOOTSTRAP"
+    echo "KAFKA_TLS_BOOTSTRAP=$TLS_BOOTSTRAP"
+    echo "KAFKA_TLS_CA=$TLS_DIR/ca.pem"
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A self-signed certificate for 127.0.0.1 in a PKCS#12 keystore for the broker, and the same
+# certificate as PEM for clients to trust (librdkafka's `ssl.ca.location`).
+write_tls_material() {
+    need keytool "it comes with the JDK"
+    mkdir -p "$TLS_DIR"
+    keytool -genkeypair -alias broker -keyalg EC -groupname secp256r1 -validity 30 \
+        -dname "CN=127.0.0.1" -ext "SAN=IP:127.0.0.1,DNS:localhost" \
+        -storetype PKCS12 -keystore "$TLS_DIR/broker.p12" \
+        -storepass "$TLS_STORE_PASS" -keypass "$TLS_STORE_PASS" >/dev/null 2>&1 ||
+        die "keytool could not make the broker's TLS keystore"
+    keytool -exportcert -rfc -alias broker -keystore "$TLS_DIR/broker.p12" \
+        -storepass "$TLS_STORE_PASS" -file "$TLS_DIR/ca.pem" >/dev/null 2>&1 ||
+        die "keytool could not export the broker's certificate"
+}
 
 write_server_properties() {
     cat >"$KAFKA_DATA_DIR/server.properties" <<EOF
@@ -179,11 +209,18 @@ write_server_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SSL://127.0.0.1:$KAFKA_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL
+
+# TLS listener for clients built with TLS (cargo feature `tls`): server authentication only.
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/broker.p12
+ssl.keystore.password=$TLS_STORE_PASS
+ssl.key.password=$TLS_STORE_PASS
+ssl.client.auth=none
 log.dirs=$KAFKA_DATA_DIR/kraft-logs
 
 # One node: every internal topic has one replica, or its coordinator never comes up.
@@ -214,16 +251,17 @@ cmd_start() {
     cmd_fetch
     if pid=$(broker_pid); then
         log "broker already running (pid $pid)"
-        echo "KAFKA_BOOTSTRAP=$BOOTSTRAP"
+        print_endpoints
         return 0
     fi
-    if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
-        die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is already in use by another process; set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
+    if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT" || port_open "$KAFKA_SSL_PORT"; then
+        die "port $KAFKA_PORT, $KAFKA_CONTROLLER_PORT or $KAFKA_SSL_PORT is already in use by another process; set KAFKA_PORT/KAFKA_CONTROLLER_PORT/KAFKA_SSL_PORT"
     fi
 
     # Fresh every start: tests must not depend on topics left by an earlier run.
     rm -rf "$KAFKA_DATA_DIR"
     mkdir -p "$KAFKA_DATA_DIR/logs"
+    write_tls_material
     write_server_properties
 
     local cluster_id
@@ -273,7 +311,7 @@ launch() {
         sleep 0.5
     done
     log "broker up in $((SECONDS - started)) s (pid $pid, log ${BROKER_LOG#"$ROOT"/})"
-    echo "KAFKA_BOOTSTRAP=$BOOTSTRAP"
+    print_endpoints
 }
 
 fail_start() {

@@ -26,6 +26,21 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{Encoding, SchemaIds};
 use crate::engine::{Policy, PolicyError};
 
+/// Why librdkafka `options` cannot work in this build: a TLS `security.protocol` (`SSL`,
+/// `SASL_SSL`) in a binary built without the `tls` cargo feature, which librdkafka would refuse
+/// with a message that does not say how to fix it. `None` when they can.
+pub fn tls_unavailable(options: &BTreeMap<String, String>) -> Option<String> {
+    let protocol = options.get("security.protocol")?;
+    let needs_tls = protocol.trim().to_ascii_uppercase().ends_with("SSL");
+    (needs_tls && !cfg!(feature = "tls")).then(|| {
+        format!(
+            "\"security.protocol\" = \"{protocol}\" needs TLS, and this binary was built without \
+             it: build with `cargo build --release --features tls` (needs OpenSSL headers, Debian \
+             libssl-dev), or use the container image, which is built with it"
+        )
+    })
+}
+
 /// A configuration that cannot be used. The message names the field.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -282,6 +297,14 @@ impl Config {
     }
 
     /// Checks ranges and relations between fields.
+    ///
+    /// ```
+    /// # use rollout_breaker::config::Config;
+    /// let mut config = Config::default();
+    /// config.kafka.options.insert("security.protocol".into(), "SASL_SSL".into());
+    /// // Without the `tls` cargo feature, librdkafka has no OpenSSL: say so before connecting.
+    /// assert_eq!(config.validate().is_ok(), cfg!(feature = "tls"));
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, message: String| Err(ConfigError::Invalid { field, message });
         self.policy.validate()?;
@@ -290,6 +313,9 @@ impl Config {
         }
         if self.kafka.instance_id.trim().is_empty() {
             return invalid("kafka.instance_id", "must not be empty".into());
+        }
+        if let Some(message) = tls_unavailable(&self.kafka.options) {
+            return invalid("kafka.options", message);
         }
         let t = &self.topics;
         let names = [&t.events, &t.decisions, &t.commands, &t.dead_letter];

@@ -75,6 +75,9 @@ impl RouterConfig {
         if self.topic.trim().is_empty() {
             return invalid("topic", "must not be empty".into());
         }
+        if let Some(message) = crate::config::tls_unavailable(&self.options) {
+            return invalid("options", message);
+        }
         let ms = self.stale_after.as_millis();
         if !(200..=3_600_000).contains(&ms) {
             return invalid(
