@@ -42,6 +42,7 @@ impl PrivateBroker {
         let env = vec![
             ("KAFKA_PORT", free_port().to_string()),
             ("KAFKA_CONTROLLER_PORT", free_port().to_string()),
+            ("KAFKA_SSL_PORT", free_port().to_string()),
             ("KAFKA_DATA_DIR", data.display().to_string()),
         ];
         let out = Command::new(script())
