@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use rdkafka::Message;
 
@@ -43,8 +43,8 @@ pub(super) struct Source<'a> {
     pub(super) payload: &'a [u8],
 }
 
-impl<'a> From<&'a OwnedMessage> for Source<'a> {
-    fn from(m: &'a OwnedMessage) -> Self {
+impl<'a, M: Message> From<&'a M> for Source<'a> {
+    fn from(m: &'a M) -> Self {
         Source {
             topic: m.topic(),
             partition: m.partition(),

@@ -22,7 +22,7 @@ impl Processor {
     /// records of revoked partitions).
     pub(super) fn handle_rebalance(
         &mut self,
-        batch: &mut Vec<Input>,
+        batch: &mut Vec<Input<'_>>,
     ) -> Result<(), ProcessorError> {
         let (assigned, revoked) = {
             let mut log = self.log.lock().expect("rebalance log");

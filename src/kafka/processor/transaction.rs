@@ -1,7 +1,7 @@
 //! One batch, one Kafka transaction: apply every record to its partition's engine, produce
 //! decisions and dead letters, send the input offsets, commit.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
@@ -25,7 +25,7 @@ const POKE_LIMIT: Duration = Duration::from_millis(500);
 
 impl Processor {
     /// Processes `batch` in one transaction.
-    pub(super) fn process_batch(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
+    pub(super) fn process_batch(&mut self, batch: &[Input<'_>]) -> Result<(), ProcessorError> {
         self.producer.begin_transaction()?;
         match self.process_in_transaction(batch) {
             Ok(()) => Ok(()),
@@ -38,9 +38,9 @@ impl Processor {
         }
     }
 
-    fn process_in_transaction(&mut self, batch: &[Input]) -> Result<(), ProcessorError> {
+    fn process_in_transaction(&mut self, batch: &[Input<'_>]) -> Result<(), ProcessorError> {
         let in_flight_before = self.producer.in_flight_count();
-        let mut next: HashMap<(bool, i32), i64> = HashMap::new();
+        let mut next: FxHashMap<(bool, i32), i64> = FxHashMap::default();
         let mut decisions: Vec<(i32, Decision)> = Vec::new();
         let mut scratch = Vec::new();
         let (mut events_in, mut commands_in) = (0u64, 0u64);
