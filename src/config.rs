@@ -206,6 +206,20 @@ pub struct ProcessingConfig {
     /// their record timestamp are dead-lettered (`clock_skew`), so no producer can move a
     /// rollout's watermark into the future.
     pub max_clock_skew_ms: u64,
+    /// Threads that decode and check a large batch's records before they are applied in
+    /// order (0: one per core, at most 4; 1: the loop's own thread only). Decisions do not
+    /// depend on it.
+    pub decode_threads: usize,
+}
+
+impl ProcessingConfig {
+    /// The number of decoding threads `decode_threads` asks for on this machine.
+    pub fn decode_threads(&self) -> usize {
+        match self.decode_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => n,
+        }
+    }
 }
 
 impl Default for ProcessingConfig {
@@ -222,6 +236,7 @@ impl Default for ProcessingConfig {
             // One minute: well above NTP-synchronised clock differences and producer batching,
             // well below the 5-minute decision window one bad clock must not blind.
             max_clock_skew_ms: 60_000,
+            decode_threads: 0,
         }
     }
 }
@@ -340,6 +355,15 @@ impl Config {
             );
         }
         let p = &self.processing;
+        if p.decode_threads > 64 {
+            return invalid(
+                "processing.decode_threads",
+                format!(
+                    "must be in [0, 64] (0: one per core), got {}",
+                    p.decode_threads
+                ),
+            );
+        }
         if !(1..=1_000_000).contains(&p.max_batch_records) {
             return invalid(
                 "processing.max_batch_records",

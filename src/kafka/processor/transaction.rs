@@ -16,12 +16,52 @@ use super::error::ProcessorError;
 use super::worker::{Input, Processor};
 use crate::codec::WireRecord;
 use crate::engine::Decision;
-use crate::input::{admit, Admitted, InputTopic, RELAYED_COMMAND_HEADER};
+use crate::input::{admit, AdmissionRules, Admitted, InputTopic, Refusal, RELAYED_COMMAND_HEADER};
 use crate::kafka::read::record_view;
 use crate::observe::{self, DecisionPublished};
 
 /// Longest the loop pokes librdkafka's broker threads for a batch's records.
 const POKE_LIMIT: Duration = Duration::from_millis(500);
+
+/// Batches at least this large are decoded on several threads.
+const PARALLEL_ADMIT_MIN: usize = 2_048;
+
+/// Admits (decodes and checks) every record of `batch`, in batch order. Admission is a pure
+/// function of the record, so large batches are split across `threads` threads (this thread
+/// takes the first share) and the results are the same, in the same order, as one thread's: the
+/// records are then applied one by one, in order, as before.
+fn admit_all(
+    rules: &AdmissionRules,
+    events_topic: &str,
+    batch: &[Input<'_>],
+    threads: usize,
+) -> Vec<Result<Admitted, Refusal>> {
+    let admit_one = |input: &Input<'_>| {
+        let m = &input.msg;
+        let topic = if m.topic() == events_topic {
+            InputTopic::Events
+        } else {
+            InputTopic::Commands
+        };
+        admit(rules, &record_view(m, topic))
+    };
+    if threads <= 1 || batch.len() < PARALLEL_ADMIT_MIN {
+        return batch.iter().map(admit_one).collect();
+    }
+    let share = batch.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = batch
+            .chunks(share)
+            .skip(1)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(admit_one).collect::<Vec<_>>()))
+            .collect();
+        let mut out: Vec<_> = batch[..share].iter().map(admit_one).collect();
+        for other in others {
+            out.extend(other.join().expect("admission thread panicked"));
+        }
+        out
+    })
+}
 
 impl Processor {
     /// Processes `batch` in one transaction.
@@ -45,7 +85,13 @@ impl Processor {
         let mut scratch = Vec::new();
         let (mut events_in, mut commands_in) = (0u64, 0u64);
         let mut executions = observe::ExecutionTally::default();
-        for input in batch {
+        let admissions = admit_all(
+            &self.admission,
+            &self.config.topics.events,
+            batch,
+            self.config.processing.decode_threads(),
+        );
+        for (input, admitted) in batch.iter().zip(admissions) {
             let m = &input.msg;
             let p = m.partition();
             let is_events = m.topic() == self.config.topics.events;
@@ -55,13 +101,6 @@ impl Processor {
             } else {
                 commands_in += 1;
             }
-            let topic = if is_events {
-                InputTopic::Events
-            } else {
-                InputTopic::Commands
-            };
-            let record = record_view(m, topic);
-            let admitted = admit(&self.admission, &record);
             // A command is relayed whoever owns its events partition; anything else needs the
             // partition's engine.
             let relay = !is_events && admitted.is_ok();
