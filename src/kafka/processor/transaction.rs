@@ -30,14 +30,15 @@ const PARALLEL_ADMIT_MIN: usize = 2_048;
 /// function of the record, so large batches are split across `threads` threads (this thread
 /// takes the first share) and the results are the same, in the same order, as one thread's: the
 /// records are then applied one by one, in order, as before.
-fn admit_all(
+fn admit_all<T: Sync, M: Message>(
     rules: &AdmissionRules,
     events_topic: &str,
-    batch: &[Input<'_>],
+    batch: &[T],
+    msg: fn(&T) -> &M,
     threads: usize,
 ) -> Vec<Result<Admitted, Refusal>> {
-    let admit_one = |input: &Input<'_>| {
-        let m = &input.msg;
+    let admit_one = |item: &T| {
+        let m = msg(item);
         let topic = if m.topic() == events_topic {
             InputTopic::Events
         } else {
@@ -89,6 +90,7 @@ impl Processor {
             &self.admission,
             &self.config.topics.events,
             batch,
+            |input| &input.msg,
             self.config.processing.decode_threads(),
         );
         for (input, admitted) in batch.iter().zip(admissions) {
@@ -267,6 +269,65 @@ impl Processor {
                 }
                 Err((e, _)) => return Err(e),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    use super::*;
+    use crate::codec::{encode_event, Encoding};
+    use crate::config::Config;
+    use crate::engine::{ExecutionEvent, LatencyMs, Variant};
+    use crate::input::admission::kafka_partition;
+
+    /// Events, undecodable values and records in the wrong partition, 5 000 of them.
+    fn records(partitions: i32) -> Vec<OwnedMessage> {
+        (0..5_000i64)
+            .map(|i| {
+                let id = format!("rollout-{}", i % 37);
+                let e = ExecutionEvent::new(
+                    id.clone(),
+                    Variant::Candidate,
+                    i % 3 != 0,
+                    LatencyMs::new(100.0 + i as f64).unwrap(),
+                    1_764_000_000_000 + i,
+                );
+                let payload = if i % 11 == 0 {
+                    b"{not json".to_vec()
+                } else {
+                    encode_event(&e, Encoding::Json)
+                };
+                let right = kafka_partition(id.as_bytes(), partitions);
+                let partition = if i % 13 == 0 {
+                    (right + 1) % partitions
+                } else {
+                    right
+                };
+                OwnedMessage::new(
+                    Some(payload),
+                    Some(id.into_bytes()),
+                    "events".into(),
+                    Timestamp::CreateTime(1_764_000_000_000 + i),
+                    partition,
+                    i,
+                    None,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn admission_on_several_threads_equals_one_thread_in_order() {
+        let rules = Config::default().admission_rules(6);
+        let batch = records(6);
+        let one = admit_all(&rules, "events", &batch, |m| m, 1);
+        let refused = one.iter().filter(|r| r.is_err()).count();
+        assert!(refused > 500 && refused < 1_500, "a mix: {refused} refused");
+        for threads in [2, 3, 4] {
+            assert_eq!(admit_all(&rules, "events", &batch, |m| m, threads), one);
         }
     }
 }
