@@ -4,11 +4,12 @@
  * scripts/streams-bench-build; run by the bench as
  *
  *   java -cp benches/streams/target/classes:benches/streams/target/lib/* \
- *        rolloutbreaker.bench.StreamsBench BOOTSTRAP EVENTS_TOPIC DECISIONS_TOPIC APPLICATION_ID
+ *        rolloutbreaker.bench.StreamsBench BOOTSTRAP EVENTS_TOPIC DECISIONS_TOPIC APPLICATION_ID \
+ *        STATE_DIR
  *
  * It runs until its standard input closes (the bench closes it once the group's committed
  * offsets reach the events topic's high watermarks), then closes Kafka Streams cleanly and
- * removes its state directory.
+ * removes its state (a fresh directory made under STATE_DIR).
  *
  * What it does, against what the processor does on the same topic (default policy,
  * src/engine/policy.rs):
@@ -333,9 +334,9 @@ public final class StreamsBench {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 4) {
-            System.err.println(
-                    "usage: StreamsBench BOOTSTRAP EVENTS_TOPIC DECISIONS_TOPIC APPLICATION_ID");
+        if (args.length != 5) {
+            System.err.println("usage: StreamsBench BOOTSTRAP EVENTS_TOPIC DECISIONS_TOPIC"
+                    + " APPLICATION_ID STATE_DIR");
             System.exit(2);
         }
         String bootstrap = args[0], events = args[1], decisions = args[2], appId = args[3];
@@ -354,7 +355,8 @@ public final class StreamsBench {
             }
         }
 
-        Path stateDir = Files.createTempDirectory("rb-streams-bench-");
+        Path stateDir = Files.createTempDirectory(
+                Files.createDirectories(Path.of(args[4])), "rb-streams-bench-");
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -380,7 +382,8 @@ public final class StreamsBench {
                         Materialized.<String, Bucket, WindowStore<Bytes, byte[]>>as("buckets")
                                 .withKeySerde(strings)
                                 .withValueSerde(new BucketSerde()))
-                .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
+                .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded())
+                        .withName("closed-buckets"))
                 .toStream()
                 .process(Decide::new, "rollouts")
                 .to(decisions, Produced.with(strings, strings));
