@@ -1,13 +1,14 @@
 //! End-to-end figures of the processor against a real Kafka broker: throughput against a plain
-//! consumer, decision latency, restore time and scale-out. Not criterion: each figure is one
+//! consumer, decision latency, restore time, scale-out, and the same windowed work in Kafka
+//! Streams. Not criterion: each figure is one
 //! timed run on fresh topics, so the bench is a plain `main` that prints a table. Every event is
 //! stamped in the present (the broker's time retention would delete old-dated records while the
 //! bench runs), and every processor runs the default policy.
 //!
 //! Run: `cargo bench --bench processor` with a broker at `KAFKA_BOOTSTRAP` (default
 //! `127.0.0.1:19092`, the one `scripts/kafka.sh start` runs). Arguments `throughput`, `latency`,
-//! `transaction`, `restore` and `scale-out` select sections (all by default). Sizes can be
-//! changed with `RB_BENCH_EVENTS`, `RB_BENCH_ROLLOUTS`, `RB_BENCH_TRIALS`,
+//! `transaction`, `restore`, `scale-out` and `streams` select sections (all by default). Sizes
+//! can be changed with `RB_BENCH_EVENTS`, `RB_BENCH_ROLLOUTS`, `RB_BENCH_TRIALS`,
 //! `RB_BENCH_RESTORE_ROLLOUTS` and `RB_BENCH_RESTORE_EVENTS`. `RB_BENCH_DEAD_WEBHOOK=1`
 //! configures every processor with a webhook that never answers; `RB_BENCH_DECODE_THREADS=N`
 //! sets `processing.decode_threads` (1: decode on the loop's thread only).
@@ -32,6 +33,14 @@
 //! 4. **Scale-out.** The throughput workload drained by one instance and by two instances of one
 //!    group; then a second instance joins one processing steady traffic, and the longest time a
 //!    partition's committed offset stands still is the rebalance pause.
+//! 5. **Against Kafka Streams.** The throughput workload, produced once, drained by the
+//!    processor and then by its Kafka Streams 4.1 counterpart (benches/streams: the same JSON
+//!    decode, 10 s event-time windows with 5 s grace, a 5-minute rolling decision published to a
+//!    topic, exactly-once v2, one stream thread; the mapping is in its Java file's header), run
+//!    as a child `java` process with a fresh application id; its completion is detected the same
+//!    way (its group's committed offsets reaching the high watermarks). Needs
+//!    `scripts/streams-bench-build` first: asked for by name, the section stops with that
+//!    instruction if the app is not built; in a run of all sections it prints it as a row.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1385,6 +1394,274 @@ fn scale_out(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
     ));
 }
 
+// ---------------------------------------------------------------------------------------------
+// 5. Against Kafka Streams
+
+/// Where `scripts/streams-bench-build` puts the Kafka Streams counterpart (benches/streams).
+fn streams_app_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/streams/target")
+}
+
+/// The `java` classpath of the Kafka Streams counterpart, or what is missing and how to build
+/// it.
+fn streams_classpath() -> Result<String, String> {
+    let build = "build it with `scripts/streams-bench-build` (Java 17+ and Maven; it runs \
+                 `mvn -q -B -f benches/streams/pom.xml package`)";
+    let dir = streams_app_dir();
+    let class = dir.join("classes/rolloutbreaker/bench/StreamsBench.class");
+    let lib = dir.join("lib");
+    if !class.is_file()
+        || !lib
+            .join(format!("kafka-streams-{STREAMS_VERSION}.jar"))
+            .is_file()
+    {
+        return Err(format!(
+            "the Kafka Streams app is not built ({} or {}/kafka-streams-{STREAMS_VERSION}.jar \
+             missing): {build}",
+            class.display(),
+            lib.display()
+        ));
+    }
+    match std::process::Command::new("java")
+        .arg("-version")
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        _ => return Err(format!("no `java` on PATH (Java 17+); then {build}")),
+    }
+    Ok(format!(
+        "{}:{}/*",
+        dir.join("classes").display(),
+        lib.display()
+    ))
+}
+
+/// The Kafka Streams version benches/streams/pom.xml builds against.
+const STREAMS_VERSION: &str = "4.1.1";
+
+/// Records readable by a read_committed consumer in `topic` (all `PARTITIONS` partitions).
+fn count_committed(bootstrap: &str, topic: &str) -> u64 {
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", unique_name("rb-bench-count"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer config is valid");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut at_end = vec![false; PARTITIONS as usize];
+    let mut n = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !at_end.iter().all(|e| *e) {
+        assert!(Instant::now() < deadline, "could not read {topic} in 60 s");
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                n += 1;
+                at_end[m.partition() as usize] = false;
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            Some(Err(e)) => eprintln!("count {topic}: {e}"),
+            None => {}
+        }
+    }
+    n
+}
+
+/// Runs the Kafka Streams counterpart (a child `java` process, application id = consumer group
+/// `app_id`) on `config`'s events topic, publishing to `decisions`, until its group has
+/// committed every offset up to `high`; timed like [`processor_drain`], the clock starting
+/// before the JVM does.
+fn streams_drain(
+    classpath: &str,
+    config: &Config,
+    decisions: &str,
+    app_id: &str,
+    high: &[i64],
+) -> Drain {
+    let bootstrap = &config.kafka.bootstrap_servers;
+    let mut watch = config.clone();
+    watch.kafka.group_id = app_id.to_owned();
+    let watcher = reader(bootstrap, app_id, "read_uncommitted");
+    let expected: i64 = high.iter().sum();
+    // Its RocksDB stores go under target/ (a fresh directory per run, removed at exit).
+    let state_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("streams-bench-state");
+    let state_dir = state_dir.to_string_lossy();
+    let started = Instant::now();
+    let mut child = std::process::Command::new("java")
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .args(["-cp", classpath, "rolloutbreaker.bench.StreamsBench"])
+        .args([
+            bootstrap,
+            &config.topics.events,
+            decisions,
+            app_id,
+            &state_dir,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start java");
+    let mut first: Option<(Instant, i64)> = None;
+    let deadline = started + Duration::from_secs(900);
+    loop {
+        if let Some(status) = child.try_wait().expect("child status") {
+            panic!("the Kafka Streams app exited before it was done: {status}");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("the Kafka Streams app did not finish in 900 s");
+        }
+        let committed = group_offsets(&watcher, &watch);
+        let now = Instant::now();
+        let sum: i64 = committed.iter().sum();
+        if sum > 0 && first.is_none() {
+            first = Some((now, sum));
+        }
+        if committed.iter().zip(high).all(|(c, h)| c >= h) {
+            let total = now - started;
+            // Closing its stdin asks it to close Kafka Streams and exit.
+            drop(child.stdin.take());
+            let stop_deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match child.try_wait().expect("child status") {
+                    Some(status) => {
+                        assert!(status.success(), "the Kafka Streams app failed: {status}");
+                        break;
+                    }
+                    None if Instant::now() >= stop_deadline => {
+                        eprintln!("the Kafka Streams app did not stop in 60 s: killed");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    None => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+            let (f, at_first) = first.unwrap_or((started, 0));
+            return Drain {
+                total,
+                steady: now - f,
+                steady_records: (expected - at_first) as u64,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The throughput workload, produced once, drained by the processor and by the Kafka Streams
+/// counterpart (benches/streams) in the same run.
+fn streams(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>, asked: bool) {
+    let classpath = match streams_classpath() {
+        Ok(cp) => cp,
+        Err(why) if asked => {
+            eprintln!("error: streams section: {why}");
+            std::process::exit(1);
+        }
+        Err(why) => {
+            println!("streams: not run: {why}");
+            rows.push(Row(
+                "streams",
+                "not run: Kafka Streams app not built".into(),
+                "scripts/streams-bench-build".into(),
+                "",
+            ));
+            return;
+        }
+    };
+    let n = env_usize("RB_BENCH_EVENTS", 500_000);
+    let rollouts = env_usize("RB_BENCH_ROLLOUTS", 1_000).max(1);
+    let config = fresh_config(bootstrap, "streams", Policy::default());
+    let app_id = unique_name("rb-bench-streams-app");
+    let streams_decisions = format!("{}-streams", config.topics.decisions);
+    println!(
+        "streams: {n} events of {rollouts} rollouts (the throughput workload, JSON, \
+         {PARTITIONS} partitions) drained by the processor (default policy), then by Kafka \
+         Streams {STREAMS_VERSION} (benches/streams: exactly_once_v2, 1 stream thread, \
+         commit.interval.ms=100, 10 s windows + 5 s grace, 5-min rolling threshold decision; \
+         application.id {app_id})"
+    );
+    rt.block_on(ensure_topics(&config)).expect("create topics");
+    let events = throughput_events(n, rollouts, &config.policy);
+    let p = producer(bootstrap, "5");
+    produce_events(
+        &p,
+        &config.topics.events,
+        &events,
+        config.topics.events_encoding,
+    );
+    drop(events);
+    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
+    let high = high_watermarks(&meta, &config.topics.events);
+    assert_eq!(
+        high.iter().sum::<i64>() as usize,
+        n,
+        "high watermarks {high:?}"
+    );
+
+    let proc = processor_drain(rt, &config, &high, 1);
+    let kstreams = streams_drain(&classpath, &config, &streams_decisions, &app_id, &high);
+    let proc_decisions = count_committed(bootstrap, &config.topics.decisions);
+    let streams_published = count_committed(bootstrap, &streams_decisions);
+
+    let rate = |records: u64, d: Duration| records as f64 / d.as_secs_f64().max(1e-9);
+    let (proc_rate, ks_rate) = (rate(n as u64, proc.total), rate(n as u64, kstreams.total));
+    let (proc_steady, ks_steady) = (
+        rate(proc.steady_records, proc.steady),
+        rate(kstreams.steady_records, kstreams.steady),
+    );
+    let secs = |r: f64, d: Duration| format!("{r:>10.0} ev/s ({:.2} s)", d.as_secs_f64());
+    rows.push(Row(
+        "streams",
+        "processor, whole topic (incl. start, group join)".into(),
+        secs(proc_rate, proc.total),
+        "",
+    ));
+    rows.push(Row(
+        "streams",
+        "Kafka Streams, whole topic (incl. JVM start, join)".into(),
+        secs(ks_rate, kstreams.total),
+        "",
+    ));
+    rows.push(Row(
+        "streams",
+        "ratio processor / Kafka Streams".into(),
+        format!("{:>10.2}", proc_rate / ks_rate),
+        ">= 5 (aim 10)",
+    ));
+    rows.push(Row(
+        "streams",
+        "processor, first commit seen -> last".into(),
+        secs(proc_steady, proc.steady),
+        "",
+    ));
+    rows.push(Row(
+        "streams",
+        "Kafka Streams, first commit seen -> last".into(),
+        secs(ks_steady, kstreams.steady),
+        "",
+    ));
+    rows.push(Row(
+        "streams",
+        "ratio, steady state".into(),
+        format!("{:>10.2}", proc_steady / ks_steady),
+        ">= 5 (aim 10)",
+    ));
+    rows.push(Row(
+        "streams",
+        "decisions published (processor / Kafka Streams)".into(),
+        format!("{proc_decisions:>10} / {streams_published}"),
+        "",
+    ));
+}
+
 fn main() {
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP")
         .ok()
@@ -1432,6 +1709,10 @@ fn main() {
     }
     if wants("scale-out") {
         scale_out(&rt, &bootstrap, &mut rows);
+    }
+    if wants("streams") {
+        let asked = args.iter().any(|a| a == "streams");
+        streams(&rt, &bootstrap, &mut rows, asked);
     }
     if std::env::var("RB_BENCH_DEAD_WEBHOOK").is_ok_and(|v| v == "1") {
         println!(

@@ -215,7 +215,7 @@ controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL
 
-# TLS listener for clients built with TLS (cargo feature `tls`): server authentication only.
+# TLS listener for clients built with TLS (cargo feature "tls"): server authentication only.
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$TLS_DIR/broker.p12
 ssl.keystore.password=$TLS_STORE_PASS
