@@ -214,7 +214,7 @@ impl Rollout {
     }
 
     /// Judges the window ending at `end` and applies the verdict. Returns `None` at OFF.
-    /// MAINTAIN decisions from here carry counts and means but no quantiles (merging sketches at
+    /// MAINTAIN decisions from here carry counts and means but no quantiles (merging histograms at
     /// every tick of every rollout is the engine's most expensive step, and MAINTAIN is never
     /// published); published decisions always carry quantiles.
     pub fn evaluate(&mut self, end: EventTime) -> Option<Decision> {
