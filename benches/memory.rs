@@ -80,25 +80,23 @@ fn main() {
     } else {
         1
     };
-    let cases: [(&str, usize, Box<dyn Fn() -> Vec<_>>); 3] = [
+    // (what, rollouts, both variants per rollout)
+    let cases = [
         (
             "one variant per rollout (the engine bench's workload)",
             ROLLOUTS,
-            Box::new(events),
+            false,
         ),
-        (
-            "baseline and candidate",
-            ROLLOUTS,
-            Box::new(|| both_variants(ROLLOUTS)),
-        ),
-        (
-            "baseline and candidate",
-            100_000,
-            Box::new(|| both_variants(100_000)),
-        ),
+        ("baseline and candidate", ROLLOUTS, true),
+        ("baseline and candidate", 100_000, true),
     ];
-    for (what, rollouts, make) in cases {
-        let (n, buckets, held) = held_after(make(), 1_000, rounds);
+    for (what, rollouts, both) in cases {
+        let events = if both {
+            both_variants(rollouts)
+        } else {
+            events()
+        };
+        let (n, buckets, held) = held_after(events, 1_000, rounds);
         assert_eq!(n, rollouts);
         println!(
             "memory: {n} rollouts, {what}: {:.1} buckets held each ({rounds} s of event time, \
