@@ -279,6 +279,22 @@ mod tests {
     }
 
     #[test]
+    fn windows_round_trip_through_serde() {
+        let mut w = VariantWindow::default();
+        for (start, lat) in [(0, 3.0), (10, 1500.0), (10, 2500.0), (20, 9.0e6)] {
+            w.record(start, lat < 2000.0, ms(lat), lat > 2000.0);
+        }
+        let json = serde_json::to_string(&w).unwrap();
+        let back: VariantWindow = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!(
+            back.aggregate(0, 30).metrics(),
+            w.aggregate(0, 30).metrics()
+        );
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
+
+    #[test]
     fn a_bucket_and_its_start_take_224_bytes() {
         assert_eq!(std::mem::size_of::<(EventTime, Bucket)>(), 224);
     }
