@@ -73,11 +73,17 @@ fn bench(c: &mut Criterion) {
         held as f64 / engine.len() as f64
     );
 
-    // Churn: warm up one full cycle (untimed), so every rollout is somewhere in its cycle.
+    // Churn: warm up one full cycle (untimed), so every rollout is somewhere in its cycle
+    // (one round when `cargo test` runs the bench once as a test).
+    let warm_up = if std::env::args().any(|a| a == "--bench") {
+        CYCLE_S
+    } else {
+        1
+    };
     let mut churn = Churn::new();
     let mut engine = Engine::new(Churn::policy(), EngineOptions::default());
     let mut round = 0i64;
-    while round < CYCLE_S {
+    while round < warm_up {
         churn.set_round(round);
         for e in &churn.events {
             out.clear();
