@@ -1,6 +1,7 @@
 //! Property tests of the engine's invariants.
 
 use proptest::prelude::*;
+use rollout_breaker::engine::histogram::{LatencyHistogram, HIGH_US, LOW_US, RELATIVE_ERROR};
 use rollout_breaker::engine::window::{bucket_start, Bucket, VariantWindow};
 use rollout_breaker::engine::{
     splitter, Decision, Engine, EngineOptions, ExecutionEvent, LatencyMs, Policy, TrafficPercent,
@@ -52,6 +53,50 @@ proptest! {
         }
         prop_assert_eq!(window.aggregate(from, to).metrics(), direct.metrics());
         prop_assert_eq!(window.aggregate(from, to).slow, direct.slow);
+    }
+
+    #[test]
+    fn histogram_quantiles_are_within_the_stated_error_of_exact_quantiles(
+        // Log-uniform latencies over the binned range (2.048 ms to 71.6 min), in µs.
+        raw in prop::collection::vec(
+            ((LOW_US as f64).ln()..(HIGH_US as f64 - 1.0).ln()).prop_map(f64::exp),
+            1..2_000,
+        ),
+        q in 0.0f64..=1.0,
+    ) {
+        let mut h = LatencyHistogram::default();
+        let mut us: Vec<u64> = raw.iter().map(|&v| v.round() as u64).collect();
+        for &v in &us {
+            h.record_us(v);
+        }
+        us.sort_unstable();
+        for q in [q, 0.5, 0.95, 0.99] {
+            let exact = us[(q * (us.len() - 1) as f64) as usize] as f64 / 1000.0;
+            let got = h.quantile(q).unwrap();
+            prop_assert!(
+                (got - exact).abs() <= RELATIVE_ERROR * exact,
+                "q {}: got {} ms, exact {} ms", q, got, exact
+            );
+        }
+    }
+
+    #[test]
+    fn histogram_merge_is_the_histogram_of_the_union(
+        a in prop::collection::vec(0u64..(HIGH_US * 2), 0..500),
+        b in prop::collection::vec(0u64..(HIGH_US * 2), 0..500),
+    ) {
+        let (mut ha, mut hb, mut union) = Default::default();
+        for &v in &a {
+            LatencyHistogram::record_us(&mut ha, v);
+            LatencyHistogram::record_us(&mut union, v);
+        }
+        for &v in &b {
+            LatencyHistogram::record_us(&mut hb, v);
+            LatencyHistogram::record_us(&mut union, v);
+        }
+        ha.merge(&hb);
+        prop_assert_eq!(&ha, &union);
+        prop_assert_eq!(ha.total(), (a.len() + b.len()) as u64);
     }
 
     #[test]

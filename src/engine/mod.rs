@@ -8,7 +8,8 @@
 //! - [`types`]: range-checked values (rates, percents, latencies) and the execution event.
 //! - [`phase`]: OFF → PROBE → SMALL → MEDIUM → FULL and the breaker state of each.
 //! - [`policy`]: thresholds, windows and schedule, and exactly how each threshold is applied.
-//! - [`window`]: tumbling event-time buckets and the rolling window built from them.
+//! - [`window`]: tumbling event-time buckets and the rolling window built from them;
+//!   [`histogram`]: their fixed-size latency histogram.
 //! - [`watchdog`]: metrics + policy → ADVANCE / MAINTAIN / ROLLBACK with a reason.
 //! - [`stats`]: the statistical rule's anytime-valid tests and per-phase state.
 //! - [`detector`]: its early warning, a change detector per metric (WARNING decisions).
@@ -22,6 +23,7 @@ pub mod decision;
 pub mod detector;
 #[allow(clippy::module_inception)]
 pub mod engine;
+pub mod histogram;
 pub mod log;
 pub mod phase;
 pub mod policy;
