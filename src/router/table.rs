@@ -358,6 +358,7 @@ mod tests {
             policy_json: None,
             phase_started_at: None,
             warning: None,
+            scope: crate::engine::Scope::DEFAULT,
         }
     }
 
