@@ -2,6 +2,7 @@
 //! waves and their soak, trailing and excluded segments, the blast radius of a rollback,
 //! commands addressed to a scope, restore exactness, and no change for events without scope.
 
+use rollout_breaker::codec::{self, Encoding};
 use rollout_breaker::engine::splitter::serves_candidate;
 use rollout_breaker::engine::{
     Action, Cause, Command, CommandError, CommandKind, Decision, Engine, EngineOptions,
@@ -571,6 +572,15 @@ fn a_restore_at_any_point_decides_every_scope_as_the_uninterrupted_engine() {
             published.extend(out.into_iter().filter(Decision::is_published));
         }
         assert_eq!(published, l.published);
+        // Every decision goes through the wire format unchanged.
+        for d in &published {
+            for enc in [Encoding::AvroSingleObject, Encoding::Json] {
+                assert_eq!(
+                    &codec::decode_decision(&codec::encode_decision(d, enc), enc).unwrap(),
+                    d
+                );
+            }
+        }
         for cut in [
             1,
             700,

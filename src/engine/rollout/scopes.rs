@@ -18,6 +18,7 @@ use crate::engine::phase::Phase;
 use crate::engine::policy::Policy;
 use crate::engine::scope::{RollbackScope, Scope};
 use crate::engine::types::{EventTime, ExecutionEvent};
+use crate::engine::window::bucket_start;
 
 impl Rollout {
     /// Events out of scope (an excluded segment, an unlisted region, a scope not registered).
@@ -90,6 +91,10 @@ impl Rollout {
                 Ok(why) => self.start_scope(&key, at, why, out),
                 Err(why) => {
                     let r = self.scopes.get_mut(&key).expect("registered above");
+                    if r.phase_started_at == EventTime::MIN {
+                        // Its OFF "phase" starts now (the record carries a real time).
+                        r.phase_started_at = bucket_start(at, r.width());
+                    }
                     let metrics = MetricsSnapshot {
                         window_start: at,
                         window_end: at,
