@@ -178,6 +178,14 @@ pub struct RolloutArgs {
     /// For start: the baseline's version label.
     #[arg(long)]
     pub baseline_version: Option<String>,
+    /// Address one segment's scopes only (with --region: one scope) of a rollout whose policy
+    /// names segments; not with start or retire.
+    #[arg(long)]
+    pub segment: Option<String>,
+    /// Address one region's scopes only (e.g. pause the EU wave) of a rollout whose policy
+    /// lists regions; not with start or retire.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Send the command and return without waiting for its outcome.
     #[arg(long)]
     pub no_wait: bool,
