@@ -606,3 +606,52 @@ fn a_restore_at_any_point_decides_every_scope_as_the_uninterrupted_engine() {
         }
     }
 }
+
+/// The `simulate --scenario segments-regions` set under the shipped policy, in a closed loop:
+/// eu-west first, the second wave after its soak, internal users at FULL from the start,
+/// enterprise in us-east degraded and rolled back alone.
+#[test]
+fn the_simulated_segments_and_regions_scenario_plays_as_documented() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/config/policies/segments-regions.toml"),
+    )
+    .unwrap();
+    let p = Policy::from_toml(&text).unwrap();
+    let scenarios = rollout_breaker::sim::segments_and_regions(
+        "sim",
+        100,
+        600_000,
+        T0,
+        rollout_breaker::sim::Profile::new(0.99, 900.0, 100.0),
+    );
+    let run = rollout_breaker::sim::closed_loop_all(scenarios, &p);
+    let ds: Vec<&Decision> = run.published.iter().map(|(_, d)| d).collect();
+    let of = |seg: Option<&str>, region: &str| -> Vec<&Decision> {
+        let s = scope(seg, Some(region));
+        ds.iter().copied().filter(|d| d.scope == s).collect()
+    };
+    let full_at = |rows: &[&Decision]| {
+        rows.iter()
+            .find(|d| d.to == Phase::Full)
+            .and_then(|d| d.phase_started_at)
+    };
+    let eu_full = full_at(&of(None, "eu-west")).expect("eu-west reaches FULL");
+    for region in ["us-east", "ap-south"] {
+        let rows = of(None, region);
+        let start = rows
+            .iter()
+            .find(|d| d.action == Action::Start && d.to == Phase::Probe)
+            .unwrap_or_else(|| panic!("{region} starts: {rows:#?}"));
+        assert!(start.at >= eu_full + 120_000, "{region} before the soak");
+        assert!(full_at(&rows).is_some(), "{region} reaches FULL");
+    }
+    assert_eq!(of(Some("internal"), "eu-west")[0].to, Phase::Full);
+    let rollbacks: Vec<&&Decision> = ds.iter().filter(|d| d.action == Action::Rollback).collect();
+    assert_eq!(rollbacks.len(), 1, "{rollbacks:#?}");
+    assert_eq!(
+        rollbacks[0].scope,
+        scope(Some("enterprise"), Some("us-east"))
+    );
+    assert!(run.events.iter().all(|e| e.region.is_some()));
+}

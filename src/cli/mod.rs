@@ -294,7 +294,9 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "rollout-decisions")]
     pub decisions_topic: String,
     /// Scenario file (TOML, `[[scenario]]` tables with the fields of `sim::Scenario`), or one
-    /// of the built-in names: `good`, `degrade-at-small`, `sudden`, `creep`, `flapping`.
+    /// of the built-in names: `good`, `degrade-at-small`, `sudden`, `creep`, `flapping`, and
+    /// `segments-regions` (six scenarios of one rollout in two region waves and two segments,
+    /// for a processor or rollout running `deploy/config/policies/segments-regions.toml`).
     #[arg(long, default_value = "good")]
     pub scenario: String,
     /// Rollout id for a built-in scenario.

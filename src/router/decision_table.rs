@@ -343,6 +343,21 @@ impl DecisionTable {
         self.shared.snapshot.load().get(rollout_id).cloned()
     }
 
+    /// What the table holds for the scope a request of `segment` in `region` is routed by
+    /// (whatever the state; `None` for an unknown rollout or scope).
+    pub fn entry_scoped(
+        &self,
+        rollout_id: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Option<RouteEntry> {
+        self.shared
+            .snapshot
+            .load()
+            .entry_scoped(rollout_id, segment, region)
+            .cloned()
+    }
+
     /// How long ago the table was last known to hold every committed decision (`None` before
     /// the initial load finished).
     pub fn staleness(&self) -> Option<Duration> {

@@ -364,6 +364,19 @@ impl Table {
             .map(|s| s.serves_candidate(request_key))
     }
 
+    /// The entry of the row a request of `segment` in `region` is routed by (see
+    /// [`Table::lookup_scoped`]); `None` for an unknown rollout or scope.
+    pub fn entry_scoped(
+        &self,
+        rollout_id: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Option<&RouteEntry> {
+        self.scoped_slot(rollout_id, segment, region)
+            .ok()
+            .map(|s| &s.entry)
+    }
+
     /// The entry of one scope of a rollout (its own row for the default scope).
     pub fn get_scoped(&self, rollout_id: &str, scope: &Scope) -> Option<&RouteEntry> {
         self.entries.get(&scope.key(rollout_id)).map(|s| &s.entry)
