@@ -212,6 +212,16 @@ impl Processor {
             metrics::counter!(observe::LATE_EVENTS).increment(late - self.late_seen);
         }
         self.late_seen = late;
+        let outside: u64 = self
+            .partitions
+            .values()
+            .map(|s| s.engine.counters().out_of_scope_events)
+            .sum();
+        if outside > self.out_of_scope_seen {
+            metrics::counter!(observe::OUT_OF_SCOPE_EVENTS)
+                .increment(outside - self.out_of_scope_seen);
+        }
+        self.out_of_scope_seen = outside;
         // Phases change only with a published decision.
         self.update_rollouts_gauge(!decisions.is_empty());
         Ok(())
