@@ -655,3 +655,47 @@ fn the_simulated_segments_and_regions_scenario_plays_as_documented() {
     );
     assert!(run.events.iter().all(|e| e.region.is_some()));
 }
+
+#[test]
+fn a_whole_rollout_abort_reaches_the_scopes_that_carry_on_after_the_rollout_row_tripped() {
+    let mut l = Loop::new(policy(&format!("rollback_scope = \"scope\"\n{WAVES}")));
+    let eu = scope(None, Some("eu"));
+    let scopes = [Scope::DEFAULT, eu.clone()];
+    // The rollout's own (unscoped) traffic fails: only its row rolls back.
+    l.run(T0, T0 + 30_000, &scopes, |s, _| s.is_default());
+    assert_eq!(l.phase(&Scope::DEFAULT), Phase::Off);
+    assert_eq!(l.phase(&eu), Phase::Full);
+    let internal = scope(Some("internal"), None);
+    assert_eq!(l.phase(&internal), Phase::Full);
+    let before = l.published.len();
+    l.command(&Command::new(
+        ID,
+        CommandKind::Abort,
+        "ana",
+        "stop everywhere",
+        T0 + 30_000,
+    ))
+    .unwrap();
+    let aborted: Vec<Scope> = l.published[before..]
+        .iter()
+        .map(|d| d.scope.clone())
+        .collect();
+    assert!(
+        aborted.contains(&eu) && aborted.contains(&internal),
+        "{aborted:?}"
+    );
+    assert!(!aborted.contains(&Scope::DEFAULT), "already OFF");
+    let root = l.engine.rollout(ID).unwrap();
+    assert!(root.with_scopes().all(|r| r.phase() == Phase::Off));
+    // Nothing left to abort: refused.
+    let err = l
+        .command(&Command::new(
+            ID,
+            CommandKind::Abort,
+            "ana",
+            "again",
+            T0 + 30_000,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, CommandError::NotAllowed { .. }), "{err}");
+}

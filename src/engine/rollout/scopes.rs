@@ -364,26 +364,50 @@ impl Rollout {
         cmd: &Command,
         out: &mut Vec<Decision>,
     ) -> Result<(), CommandError> {
+        let scoped = self.policy.has_scopes() || !self.scopes.is_empty();
+        if scoped
+            && matches!(
+                cmd.kind,
+                CommandKind::Pause | CommandKind::Resume | CommandKind::Abort
+            )
+        {
+            // Every scope that allows it, the rollout's own row included; refused only when
+            // no scope allows it (e.g. ABORT after the rollout's own row was rolled back alone
+            // still aborts the scopes that carry on).
+            let mut first_error = None;
+            let mut applied = 0;
+            let mut apply = |r: &mut Rollout| match r.apply_command(cmd) {
+                Ok(d) => {
+                    out.push(d);
+                    applied += 1;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            };
+            apply(self);
+            for r in self.scopes.values_mut() {
+                apply(r);
+            }
+            if applied == 0 {
+                return Err(first_error.expect("the rollout's own row was tried"));
+            }
+            if cmd.kind == CommandKind::Resume {
+                let now = self.group_closed().max(cmd.timestamp);
+                self.open_gates(now, out);
+            }
+            return Ok(());
+        }
         let d = self.apply_command(cmd)?;
         out.push(d);
-        if !self.policy.has_scopes() && self.scopes.is_empty() {
+        if !scoped {
             return Ok(());
         }
         match cmd.kind {
             CommandKind::Start | CommandKind::Retry => {
                 self.register_scopes(cmd.timestamp, Cause::Operator, &cmd.actor, out);
             }
-            CommandKind::Pause | CommandKind::Resume | CommandKind::Abort => {
-                for r in self.scopes.values_mut() {
-                    if let Ok(d) = r.apply_command(cmd) {
-                        out.push(d);
-                    }
-                }
-                if cmd.kind == CommandKind::Resume {
-                    let now = self.group_closed().max(cmd.timestamp);
-                    self.open_gates(now, out);
-                }
-            }
+            CommandKind::Pause | CommandKind::Resume | CommandKind::Abort => {}
             CommandKind::Retire => {
                 let reason = format!("retired with the rollout by {}", cmd.actor);
                 for r in self.scopes.values_mut() {
