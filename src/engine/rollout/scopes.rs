@@ -244,6 +244,18 @@ impl Rollout {
             .unwrap_or(EventTime::MIN)
     }
 
+    /// The time gates are judged at and scopes started at: the end of the last closed bucket,
+    /// or, before any closed, the start of the newest event's bucket.
+    fn group_now(&self) -> EventTime {
+        match self.group_closed() {
+            EventTime::MIN => match self.group_newest() {
+                EventTime::MIN => EventTime::MIN,
+                t => bucket_start(t, self.width()),
+            },
+            closed => closed,
+        }
+    }
+
     /// Moves every scope to the rollout's newest event time and closes what it passed
     /// (judging when `out` is given), default scope first, then the others in order.
     fn follow_watermark(&mut self, mut out: Option<&mut Vec<Decision>>) {
@@ -287,7 +299,7 @@ impl Rollout {
         }
         self.follow_watermark(Some(out));
         self.contain(first, out);
-        let now = self.group_closed();
+        let now = self.group_now();
         self.open_gates(now, out);
     }
 
@@ -310,6 +322,9 @@ impl Rollout {
 
     /// Starts every waiting scope whose gate is open at `now`.
     fn open_gates(&mut self, now: EventTime, out: &mut Vec<Decision>) {
+        if now == EventTime::MIN {
+            return;
+        }
         for key in self.waiting_scopes() {
             if let Ok(why) = self.gate(&key, now) {
                 self.start_scope(&key, now, why, out);
