@@ -1,7 +1,8 @@
 //! Segments and regions through a real broker (issue 14): a rollout with two regions in two
 //! waves and two segments (internal users at FULL from the start, enterprise trailing by a
 //! phase). The second region starts only after the first has soaked at FULL; a breach in one
-//! scope rolls back that scope only (`rollback_scope = "scope"`). A processor restarted
+//! scope rolls back that scope only (`rollback_scope = "scope"`), or every scope (`"rollout"`,
+//! the default). A processor restarted
 //! halfway and the audit reproduce every scoped decision; every scope is its own row, keyed
 //! `ROLLOUT#segment=S#region=R` in the rollout's partition; routers answer per scope.
 
@@ -22,8 +23,8 @@ use rollout_breaker::router::{DecisionTable, RouteReason, RouterConfig};
 
 const ID: &str = "scoped-agent";
 
-fn policy() -> Policy {
-    Policy::from_toml(
+fn policy(rollback_scope: &str) -> Policy {
+    Policy::from_toml(&format!(
         r#"
 rule = "threshold"
 evaluation_interval_ms = 1000
@@ -31,16 +32,16 @@ monitoring_window_ms = 5000
 allowed_lateness_ms = 0
 min_samples_per_phase = 10
 traffic_shortfall_grace_ms = 2000
-schedule = { probe = 10, small = 20, medium = 50 }
-rollback_scope = "scope"
+schedule = {{ probe = 10, small = 20, medium = 50 }}
+rollback_scope = "{rollback_scope}"
 wave_soak_ms = 5000
 regions = [["eu"], ["us"]]
 [segments.internal]
 initial_phase = "FULL"
 [segments.enterprise]
 trail_phases = 1
-"#,
-    )
+"#
+    ))
     .unwrap()
 }
 
@@ -95,10 +96,19 @@ fn fleet(secs: i64, policy: &Policy) -> Vec<ExecutionEvent> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scoped_rollout_through_kafka_restart_and_audit() {
+async fn a_breach_rolls_back_its_scope_only_through_kafka_restart_and_audit() {
+    scoped_rollout_through_kafka_restart_and_audit(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breach_rolls_back_the_whole_rollout_through_kafka_restart_and_audit() {
+    scoped_rollout_through_kafka_restart_and_audit(true).await;
+}
+
+async fn scoped_rollout_through_kafka_restart_and_audit(whole_rollout: bool) {
     let kafka = common::kafka().await;
     let mut config = config(&kafka.bootstrap, 3);
-    config.policy = policy();
+    config.policy = policy(if whole_rollout { "rollout" } else { "scope" });
     let events = fleet(60, &config.policy);
     let expected = expected_decisions(&events, &config.policy);
     let ds = &expected[ID];
@@ -117,11 +127,18 @@ async fn scoped_rollout_through_kafka_restart_and_audit() {
         .at;
     assert!(us_start >= eu_full + 5_000, "us started before eu soaked");
     let rollbacks: Vec<&Decision> = ds.iter().filter(|d| d.action == Action::Rollback).collect();
-    assert_eq!(rollbacks.len(), 1, "{rollbacks:#?}");
-    assert_eq!(
-        rollbacks[0].scope,
-        Scope::new(Some("enterprise"), Some("us"))
-    );
+    let tripped = Scope::new(Some("enterprise"), Some("us"));
+    assert_eq!(rollbacks[0].scope, tripped);
+    if whole_rollout {
+        // Every other started scope follows at once, naming the one that tripped.
+        assert!(rollbacks.len() > 3, "{rollbacks:#?}");
+        assert!(rollbacks[1..].iter().all(|d| d.at == rollbacks[0].at
+            && d.scope != tripped
+            && d.reason
+                .contains("segment `enterprise`, region `us` tripped")));
+    } else {
+        assert_eq!(rollbacks.len(), 1, "{rollbacks:#?}");
+    }
     let scoped = ds.iter().filter(|d| !d.scope.is_default()).count();
     assert!(scoped > 20, "{scoped} scoped decisions");
 
@@ -178,15 +195,16 @@ async fn scoped_rollout_through_kafka_restart_and_audit() {
         assert_eq!(r.key.as_deref(), Some(d.key().as_bytes()));
         keys.insert(String::from_utf8(r.key.clone().unwrap()).unwrap(), d.to);
     }
+    let (still, full) = if whole_rollout {
+        (Phase::Off, Phase::Off)
+    } else {
+        (Phase::Probe, Phase::Full)
+    };
     assert_eq!(
-        keys[ID],
-        Phase::Probe,
+        keys[ID], still,
         "the default scope keeps the rollout id as key"
     );
-    assert_eq!(
-        keys[&format!("{ID}#segment=internal#region=us")],
-        Phase::Full
-    );
+    assert_eq!(keys[&format!("{ID}#segment=internal#region=us")], full);
     assert_eq!(
         keys[&format!("{ID}#segment=enterprise#region=us")],
         Phase::Off
@@ -210,12 +228,13 @@ async fn scoped_rollout_through_kafka_restart_and_audit() {
             .filter(|i| table.should_use_new_version_scoped(ID, &format!("k{i}"), segment, region))
             .count()
     };
-    assert_eq!(share(Some("internal"), Some("us")), 1_000);
-    assert_eq!(share(None, Some("eu")), 1_000);
+    let all = if whole_rollout { 0 } else { 1_000 };
+    assert_eq!(share(Some("internal"), Some("us")), all);
+    assert_eq!(share(None, Some("eu")), all);
     assert_eq!(share(Some("enterprise"), Some("us")), 0, "rolled back");
     assert_eq!(
         share(Some("someone"), Some("eu")),
-        1_000,
+        all,
         "unnamed segment: the region's"
     );
     assert_eq!(share(None, Some("mars")), 0);
