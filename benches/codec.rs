@@ -31,6 +31,7 @@ fn event() -> ExecutionEvent {
         timestamp: 1_764_222_000_000,
         cost: Some(0.0125),
         segment: Some("eu-pro".into()),
+        region: None,
         extra: BTreeMap::from([("tokens".into(), 512.0), ("tool_calls".into(), 3.0)]),
     }
 }

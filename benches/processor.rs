@@ -345,6 +345,8 @@ fn throughput_events(n: usize, rollouts: usize, policy: &Policy) -> Vec<Executio
                 candidate: Profile::new(0.99, 1_200.0, 100.0),
                 changes,
                 seed: i as u64,
+                segment: None,
+                region: None,
             };
             (TrafficGen::new(scenario), Phase::Off, TrafficPercent::ZERO)
         })

@@ -42,6 +42,7 @@ fn table() -> Table {
             policy_json: None,
             phase_started_at: None,
             warning: None,
+            scope: rollout_breaker::engine::Scope::DEFAULT,
         });
     }
     t

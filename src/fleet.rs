@@ -71,7 +71,10 @@ pub async fn drive(
         for (gen, p) in gens.iter_mut().zip(progress.iter_mut()) {
             let until = gen.scenario().start_ms + sim_elapsed;
             while !gen.is_done() && gen.next_time() <= until {
-                let (phase, traffic) = match (table.state(), table.entry(&p.rollout_id)) {
+                let s = gen.scenario();
+                let entry =
+                    table.entry_scoped(&p.rollout_id, s.segment.as_deref(), s.region.as_deref());
+                let (phase, traffic) = match (table.state(), entry) {
                     (TableState::Ready, Some(e)) => (e.phase, e.traffic),
                     // Not loaded, stale or unknown: routers serve the baseline.
                     _ => (Phase::Off, TrafficPercent::ZERO),

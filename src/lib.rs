@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //!
-//! - [`engine`]: the pure core (sans-IO). Policy, windows, watchdog, rollout state machine and
+//! - [`engine`]: the pure core (sans-IO). Policy, windows, watchdog, rollout state machine,
+//!   scopes (segments and regions: a breaker per scope, region waves, blast radius) and
 //!   splitter. No tokio, no rdkafka, no clock: time comes from the events.
 //! - [`controller`]: the seed's embedded, single-process API (`Controller`) with JSON state
 //!   persistence, for use without Kafka.
@@ -26,7 +27,8 @@
 //! - [`replay`]: re-running the engine over recorded input (the topics or exported JSONL) and
 //!   comparing with the recorded decisions, for `audit` and `replay`; export; the HTML report.
 //! - [`router`]: the decision table request routers read (follows the decisions topic; sticky
-//!   split; serves the baseline when loading, stale or the rollout is unknown).
+//!   split; a row per scope; serves the baseline when loading, stale or the rollout or scope
+//!   is unknown).
 //! - [`agent`]: the agent side: a batching execution-event emitter and `GuardedAgent`, which
 //!   picks the version per request through a router and reports each call.
 //! - [`notify`]: webhooks that receive published decisions after their transaction commits

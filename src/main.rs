@@ -43,20 +43,30 @@ async fn simulate(args: rollout_breaker::cli::SimulateArgs) -> anyhow::Result<()
         file.scenario
     } else {
         let profile = Profile::new(args.success_rate, args.latency_ms, args.latency_ms / 10.0);
-        vec![sim::builtin(
-            &args.scenario,
-            &args.rollout,
-            args.rate,
-            args.duration * 1000,
-            now_ms,
-            profile,
-        )
-        .with_context(|| {
-            format!(
-                "unknown scenario `{}` (not a file, not a built-in name)",
-                args.scenario
+        if args.scenario == "segments-regions" {
+            sim::segments_and_regions(
+                &args.rollout,
+                args.rate,
+                args.duration * 1000,
+                now_ms,
+                profile,
             )
-        })?]
+        } else {
+            vec![sim::builtin(
+                &args.scenario,
+                &args.rollout,
+                args.rate,
+                args.duration * 1000,
+                now_ms,
+                profile,
+            )
+            .with_context(|| {
+                format!(
+                    "unknown scenario `{}` (not a file, not a built-in name)",
+                    args.scenario
+                )
+            })?]
+        }
     };
     let table = DecisionTable::start(RouterConfig::new(&args.brokers, &args.decisions_topic))?;
     table.wait_ready(std::time::Duration::from_secs(30)).await?;

@@ -26,6 +26,9 @@ pub const DECISIONS: &str = "rollout_breaker_decisions_total";
 pub const DEAD_LETTERS: &str = "rollout_breaker_dead_letters_total";
 /// Events that arrived after their window closed.
 pub const LATE_EVENTS: &str = "rollout_breaker_late_events_total";
+/// Events of a rollout with segments or regions that fall in none of its scopes (an excluded
+/// segment, an unlisted region): not judged.
+pub const OUT_OF_SCOPE_EVENTS: &str = "rollout_breaker_out_of_scope_events_total";
 /// Consumer lag per partition (from librdkafka statistics).
 pub const CONSUMER_LAG: &str = "rollout_breaker_consumer_lag";
 /// Partitions assigned / restored.
@@ -84,6 +87,7 @@ pub const PROCESSOR_METRICS: &[&str] = &[
     DECISIONS,
     DEAD_LETTERS,
     LATE_EVENTS,
+    OUT_OF_SCOPE_EVENTS,
     CONSUMER_LAG,
     PARTITIONS_ASSIGNED,
     PARTITIONS_RESTORED,
@@ -104,6 +108,7 @@ pub const PROCESSOR_METRICS: &[&str] = &[
 /// from the first scrape (a counter that never moved is otherwise absent).
 pub fn register_processor_metrics() {
     counter!(LATE_EVENTS).absolute(0);
+    counter!(OUT_OF_SCOPE_EVENTS).absolute(0);
     counter!(RESTORE_DECISIONS).absolute(0);
     counter!(RESTORE_EVENTS).absolute(0);
     counter!(RESTORE_TRUNCATED).absolute(0);

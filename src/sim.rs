@@ -80,6 +80,12 @@ pub struct Scenario {
     /// Seed of the random source.
     #[serde(default)]
     pub seed: u64,
+    /// The user segment of every request (and event), routed by its scope's row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// The region of every request (and event), routed by its scope's row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// Event time used by the built-in scenarios: 2025-11-27T00:00:00Z.
@@ -98,6 +104,8 @@ impl Scenario {
             candidate: Profile::new(1.0, 1_200.0, 100.0),
             changes: vec![],
             seed: 1,
+            segment: None,
+            region: None,
         }
     }
 
@@ -117,6 +125,8 @@ impl Scenario {
                 candidate: Profile::new(0.80, 2_500.0, 100.0),
             }],
             seed: 2,
+            segment: None,
+            region: None,
         }
     }
 
@@ -214,6 +224,8 @@ impl TrafficGen {
             Variant::Candidate => "v2".into(),
         };
         event.request_key = Some(key);
+        event.segment.clone_from(&self.scenario.segment);
+        event.region.clone_from(&self.scenario.region);
         Some(event)
     }
 }
@@ -283,6 +295,50 @@ pub fn builtin(
     Some(s)
 }
 
+/// The built-in `segments-regions` set: one rollout served in two region waves (`eu-west`,
+/// then `us-east` and `ap-south`) to unsegmented, `internal` and `enterprise` users, for the
+/// policy in `deploy/config/policies/segments-regions.toml`; enterprise users in `us-east`
+/// get a degraded candidate once their scope reaches PROBE. `requests_per_sec` is each
+/// region's unsegmented traffic; segments get a fraction of it.
+pub fn segments_and_regions(
+    rollout_id: &str,
+    requests_per_sec: u32,
+    duration_ms: i64,
+    start_ms: EventTime,
+    candidate: Profile,
+) -> Vec<Scenario> {
+    let bad = Profile::new(0.7, 2_600.0, 200.0);
+    let part = |segment: Option<&str>, region: &str, share: u32, seed: u64| {
+        let mut s = builtin(
+            "good",
+            rollout_id,
+            (requests_per_sec * share / 100).max(1),
+            duration_ms,
+            start_ms,
+            candidate,
+        )
+        .expect("a built-in name");
+        s.name = format!("{} in {region}", segment.unwrap_or("everyone else"));
+        s.segment = segment.map(str::to_owned);
+        s.region = Some(region.to_owned());
+        s.seed = seed;
+        s
+    };
+    let mut enterprise_us = part(Some("enterprise"), "us-east", 50, 5);
+    enterprise_us.changes.push(Change {
+        when: Trigger::AtPhase(Phase::Probe),
+        candidate: bad,
+    });
+    vec![
+        part(None, "eu-west", 100, 1),
+        part(Some("internal"), "eu-west", 20, 2),
+        part(Some("enterprise"), "eu-west", 50, 3),
+        part(None, "us-east", 100, 4),
+        enterprise_us,
+        part(None, "ap-south", 50, 6),
+    ]
+}
+
 /// A scenario played against an in-memory engine in a closed loop: every request is routed
 /// with the phase the engine last published, as production routers would.
 #[derive(Debug, Clone, Default)]
@@ -291,6 +347,40 @@ pub struct ClosedLoop {
     pub events: Vec<ExecutionEvent>,
     /// Every published decision, with the number of events served before it was published.
     pub published: Vec<(usize, crate::engine::Decision)>,
+}
+
+/// Plays `scenarios` concurrently (in event-time order) against one fresh engine with
+/// `policy`, each request routed by its scope's current phase, as routers reading the scope
+/// rows would (see [`crate::engine::scope`]).
+pub fn closed_loop_all(scenarios: Vec<Scenario>, policy: &crate::engine::Policy) -> ClosedLoop {
+    use crate::engine::{Engine, EngineOptions};
+    let mut engine = Engine::new(policy.clone(), EngineOptions::default());
+    let mut gens: Vec<TrafficGen> = scenarios.into_iter().map(TrafficGen::new).collect();
+    let mut out = ClosedLoop::default();
+    while let Some(g) = gens
+        .iter_mut()
+        .filter(|g| !g.is_done())
+        .min_by_key(|g| g.next_time())
+    {
+        let s = g.scenario();
+        let (phase, traffic) = policy
+            .place(s.segment.as_deref(), s.region.as_deref())
+            .and_then(|scope| {
+                let r = engine.rollout(&s.rollout_id)?.scoped(&scope)?;
+                Some((r.phase(), r.policy().schedule_of(&scope).percent(r.phase())))
+            })
+            .unwrap_or((Phase::Off, TrafficPercent::ZERO));
+        let Some(ev) = g.next_event(phase, traffic) else {
+            continue;
+        };
+        for d in engine.apply(&ev) {
+            if d.is_published() {
+                out.published.push((out.events.len() + 1, d));
+            }
+        }
+        out.events.push(ev);
+    }
+    out
 }
 
 /// Plays `scenario` against a fresh engine with `policy` (see [`ClosedLoop`]).

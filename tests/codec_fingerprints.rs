@@ -46,7 +46,7 @@ fn schema_files_fingerprint_as_fastavro_says() {
     let files = fixture["schema_files"].as_array().unwrap();
     assert_eq!(
         files.len(),
-        6,
+        9,
         "every schema and history file is in the fixture"
     );
     for entry in files {
@@ -93,8 +93,12 @@ fn record_kinds_write_the_standard_fingerprint() {
     let accepted: Vec<u64> = RecordKind::Decision.accepted_fingerprints().collect();
     assert!(accepted.contains(&by_file("schemas/history/decision.v1.avsc")));
     assert!(accepted.contains(&by_file("schemas/history/decision.v2.avsc")));
+    assert!(accepted.contains(&by_file("schemas/history/decision.v3.avsc")));
+    let accepted: Vec<u64> = RecordKind::ExecutionEvent.accepted_fingerprints().collect();
+    assert!(accepted.contains(&by_file("schemas/history/execution_event.v1.avsc")));
     let accepted: Vec<u64> = RecordKind::RolloutCommand.accepted_fingerprints().collect();
     assert!(accepted.contains(&by_file("schemas/history/rollout_command.v1.avsc")));
+    assert!(accepted.contains(&by_file("schemas/history/rollout_command.v2.avsc")));
 }
 
 fn legacy_fingerprint(kind: RecordKind) -> u64 {

@@ -79,6 +79,7 @@ fn valid_samples() -> Vec<Vec<u8>> {
         policy_json: Some("{}".into()),
         phase_started_at: None,
         warning: None,
+        scope: rollout_breaker::engine::Scope::DEFAULT,
     };
     let mut c = Command::new("r", CommandKind::Start, "ana", "go", 1_764_222_000_000);
     c.policy = Some(Policy::default());

@@ -13,7 +13,7 @@ use rollout_breaker::codec::{
 };
 use rollout_breaker::engine::{
     Action, BreakerState, Cause, Command, CommandKind, Decision, ExecutionEvent, LatencyMs,
-    MetricsSnapshot, Phase, Policy, TrafficPercent, Variant, VariantMetrics, Warning,
+    MetricsSnapshot, Phase, Policy, Scope, TrafficPercent, Variant, VariantMetrics, Warning,
 };
 
 const ENCODINGS: [Encoding; 3] = [
@@ -75,10 +75,26 @@ fn event() -> impl Strategy<Value = ExecutionEvent> {
                     timestamp,
                     cost,
                     segment,
+                    region: None,
                     extra,
                 }
             },
         )
+        .prop_flat_map(|e| {
+            prop::option::of("\\PC{0,20}").prop_map(move |region| ExecutionEvent {
+                region,
+                ..e.clone()
+            })
+        })
+}
+
+/// A scope as decisions and commands carry it (names as `check_scope_name` allows).
+fn scope() -> impl Strategy<Value = Scope> {
+    (
+        prop::option::of("[A-Za-z0-9._-]{1,12}"),
+        prop::option::of("[A-Za-z0-9._-]{1,12}"),
+    )
+        .prop_map(|(segment, region)| Scope { segment, region })
 }
 
 fn metrics() -> impl Strategy<Value = VariantMetrics> {
@@ -203,8 +219,10 @@ fn decision() -> impl Strategy<Value = Decision> {
                     projected_rollback_ms,
                     cleared,
                 }),
+                scope: Scope::DEFAULT,
             },
         )
+        .prop_flat_map(|d| scope().prop_map(move |scope| Decision { scope, ..d.clone() }))
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -244,9 +262,11 @@ fn command() -> impl Strategy<Value = Command> {
                     candidate_version,
                     baseline_version,
                     policy,
+                    scope: Scope::DEFAULT,
                 }
             },
         )
+        .prop_flat_map(|c| scope().prop_map(move |scope| Command { scope, ..c.clone() }))
 }
 
 /// The Avro body after the framing header.
@@ -322,6 +342,7 @@ fn golden_event() -> ExecutionEvent {
         timestamp: 1_764_222_000_000,
         cost: Some(0.0125),
         segment: Some("eu-pro".into()),
+        region: None,
         extra: BTreeMap::from([("tokens".into(), 512.0), ("tool_calls".into(), 3.0)]),
     }
 }
@@ -360,6 +381,7 @@ fn golden_decision() -> Decision {
         policy_json: Some(r#"{"max_latency_ms":2000.0}"#.into()),
         phase_started_at: Some(1_764_221_880_000),
         warning: None,
+        scope: rollout_breaker::engine::Scope::DEFAULT,
     }
 }
 
@@ -397,6 +419,7 @@ fn golden_command() -> Command {
             max_latency_ms: 1500.0,
             ..Policy::default()
         }),
+        scope: Scope::DEFAULT,
     }
 }
 
@@ -498,6 +521,101 @@ fn single_object_header_carries_the_schema_fingerprint() {
     }
 }
 
+/// Records written before scopes (decision v3, event v1, command v2) still decode, in every
+/// encoding, to the same record in the default scope; the current body is the old one plus
+/// the new unions' null branches.
+#[test]
+fn records_before_scopes_still_decode() {
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+    let encodings = [
+        ("json", Encoding::Json),
+        ("avro", Encoding::AvroSingleObject),
+        ("confluent.avro", Encoding::AvroConfluent { schema_id: 42 }),
+    ];
+    for (suffix, enc) in encodings {
+        let read = |dir: &str, name: &str| {
+            std::fs::read(golden.join(dir).join(format!("{name}.{suffix}"))).unwrap()
+        };
+        assert_eq!(
+            Decision::decode(&read("v3", "decision"), enc).unwrap(),
+            golden_decision(),
+            "{suffix}"
+        );
+        assert_eq!(
+            Decision::decode(&read("v3", "warning"), enc).unwrap(),
+            golden_warning(),
+            "{suffix}"
+        );
+        assert_eq!(
+            ExecutionEvent::decode(&read("event_v1", "event"), enc).unwrap(),
+            golden_event(),
+            "{suffix}"
+        );
+        assert_eq!(
+            Command::decode(&read("command_v2", "command"), enc).unwrap(),
+            golden_command(),
+            "{suffix}"
+        );
+    }
+    for (dir, name, current, nulls) in [
+        (
+            "v3",
+            "decision",
+            golden_decision().encode(Encoding::AvroSingleObject),
+            2,
+        ),
+        (
+            "event_v1",
+            "event",
+            golden_event().encode(Encoding::AvroSingleObject),
+            1,
+        ),
+        (
+            "command_v2",
+            "command",
+            golden_command().encode(Encoding::AvroSingleObject),
+            2,
+        ),
+    ] {
+        let old = std::fs::read(golden.join(dir).join(format!("{name}.avro"))).unwrap();
+        assert_ne!(
+            old[2..10],
+            current[2..10],
+            "{name}: fingerprint should differ"
+        );
+        assert_eq!(&current[10..current.len() - nulls], &old[10..], "{name}");
+        assert!(
+            current[current.len() - nulls..].iter().all(|&b| b == 0),
+            "{name}"
+        );
+    }
+}
+
+/// A scoped decision and command (schema v4 / v2) in every encoding.
+#[test]
+fn golden_scoped_bytes() {
+    let d = Decision {
+        scope: Scope::new(Some("enterprise"), Some("eu-west")),
+        reason: "segment `enterprise`, region `eu-west`: rolled back".into(),
+        ..golden_decision()
+    };
+    check_golden("scoped_decision", &d);
+    let c = Command {
+        kind: CommandKind::Pause,
+        policy: None,
+        candidate_version: None,
+        baseline_version: None,
+        scope: Scope::new(None, Some("eu-west")),
+        ..golden_command()
+    };
+    check_golden("scoped_command", &c);
+    let e = ExecutionEvent {
+        region: Some("eu-west".into()),
+        ..golden_event()
+    };
+    check_golden("scoped_event", &e);
+}
+
 /// Decisions written with schema v2 (before `warning` and the WARNING symbol) still decode,
 /// in every encoding, to the same decision without a warning.
 #[test]
@@ -521,9 +639,9 @@ fn v2_records_still_decode() {
     let v2 = std::fs::read(dir.join("decision.avro")).unwrap();
     let current = golden_decision().encode(Encoding::AvroSingleObject);
     assert_ne!(v2[2..10], current[2..10], "fingerprint should differ");
-    // A v3 body is the v2 body plus the `warning` union's null branch.
-    assert_eq!(&current[10..current.len() - 1], &v2[10..]);
-    assert_eq!(current.last(), Some(&0));
+    // A v4 body is the v2 body plus the `warning` union's null branch and the scope's two.
+    assert_eq!(&current[10..current.len() - 3], &v2[10..]);
+    assert_eq!(current[current.len() - 3..], [0, 0, 0]);
 }
 
 /// Records written with the first version of the schemas (before `phase_started_ms` and the

@@ -234,7 +234,7 @@ fn every_shipped_config_and_policy_parses_with_the_real_structs() {
     let options = s(&secret["stringData"]["kafka-options.toml"]);
     let merged = Config::from_toml(&format!("{base}\n{options}"), "merged").unwrap();
     assert!(merged.kafka.options.contains_key("security.protocol"));
-    for policy in ["statistical", "threshold"] {
+    for policy in ["statistical", "threshold", "segments-regions"] {
         let path = format!("deploy/config/policies/{policy}.toml");
         Policy::from_toml(&read(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
     }

@@ -11,6 +11,8 @@ use rollout_breaker::engine::{
 
 const T0: i64 = 1_764_201_600_000;
 
+// Test inputs: the size difference does not matter here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum In {
     Event(ExecutionEvent),

@@ -113,6 +113,7 @@ fn full(id: &str) -> Decision {
         policy_json: None,
         phase_started_at: None,
         warning: None,
+        scope: rollout_breaker::engine::Scope::DEFAULT,
     }
 }
 

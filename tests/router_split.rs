@@ -28,6 +28,7 @@ fn decision(id: &str, seq: u64, traffic: TrafficPercent) -> Decision {
         policy_json: None,
         phase_started_at: None,
         warning: None,
+        scope: rollout_breaker::engine::Scope::DEFAULT,
     }
 }
 

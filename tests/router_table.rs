@@ -44,6 +44,7 @@ fn decision(id: &str, seq: u64, action: Action, from: Phase, to: Phase) -> Decis
         policy_json: None,
         phase_started_at: None,
         warning: None,
+        scope: rollout_breaker::engine::Scope::DEFAULT,
     }
 }
 

@@ -97,6 +97,8 @@ class ExecutionEvent:
     cost: Optional[float] = None
     segment: Optional[str] = None
     extra_metrics: Dict[str, float] = field(default_factory=dict)
+    #: Region (schema v2): judged in its own scope when the rollout's policy lists it in a wave.
+    region: Optional[str] = None
 
 
 @dataclass
@@ -159,6 +161,9 @@ class Decision:
     policy_json: Optional[str] = None
     phase_started_ms: Optional[int] = None
     warning: Optional[Warning] = None
+    #: The scope decided on (schema v4); both None for the rollout's default scope.
+    segment: Optional[str] = None
+    region: Optional[str] = None
 
 
 @dataclass
@@ -173,6 +178,9 @@ class RolloutCommand:
     candidate_version: Optional[str] = None
     baseline_version: Optional[str] = None
     policy_json: Optional[str] = None
+    #: The scope addressed (schema v2); both None address the whole rollout.
+    segment: Optional[str] = None
+    region: Optional[str] = None
 
 
 Record = Union[ExecutionEvent, Decision, RolloutCommand]
@@ -184,21 +192,24 @@ _FILES: Dict[type, str] = {
     RolloutCommand: "rollout_command",
 }
 _HISTORY: Dict[type, Sequence[str]] = {
-    ExecutionEvent: (),
-    Decision: ("decision.v1", "decision.v2"),
-    RolloutCommand: ("rollout_command.v1",),
+    ExecutionEvent: ("execution_event.v1",),
+    Decision: ("decision.v1", "decision.v2", "decision.v3"),
+    RolloutCommand: ("rollout_command.v1", "rollout_command.v2"),
 }
 
 # Fingerprints written by rollout-breaker before it used the specification's canonical form
 # (the apache-avro crate's form keeps {"type":"long"} for logical types). Accepted on decode
 # only. tests/codec_fingerprints.rs checks this table against the Rust codec.
 _LEGACY_FINGERPRINTS: Dict[str, str] = {
-    "execution_event": "3b26ebd19aba08fc",
-    "decision": "6f7c76dd05ec5587",
-    "rollout_command": "27a148b77cf80a20",
+    "execution_event": "4d2deab45a9a83e1",
+    "decision": "666b0187c2bdf790",
+    "rollout_command": "50d584345d15f057",
+    "execution_event.v1": "3b26ebd19aba08fc",
     "decision.v1": "d7fd622e2fd496c5",
     "decision.v2": "569c29e4db9f111f",
+    "decision.v3": "6f7c76dd05ec5587",
     "rollout_command.v1": "987b0d537ef5b918",
+    "rollout_command.v2": "27a148b77cf80a20",
 }
 
 
@@ -285,6 +296,10 @@ def encode(record: Record, encoding: Encoding = "json") -> bytes:
         # As the Rust writer: a decision without a warning has no `warning` key (v2 readers).
         if isinstance(record, Decision) and record.warning is None:
             del data["warning"]
+        # Scope fields (decision v4, command v2, event v2) are left out when null, as well.
+        for key in ("segment", "region") if not isinstance(record, ExecutionEvent) else ("region",):
+            if data.get(key) is None:
+                data.pop(key, None)
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     buf = io.BytesIO()
     if encoding == "avro":
@@ -388,6 +403,7 @@ def _build(cls: Type[R], data: Mapping[str, Any]) -> R:
             request_key=_opt(data, "request_key"),
             cost=None if cost is None else _finite("cost", cost),
             segment=_opt(data, "segment"),
+            region=_opt(data, "region"),
             extra_metrics={str(k): _finite(f"extra_metrics.{k}", v) for k, v in extra.items()},
         )
     if cls is Decision:
@@ -441,6 +457,8 @@ def _build(cls: Type[R], data: Mapping[str, Any]) -> R:
             policy_json=_opt(data, "policy_json"),
             phase_started_ms=None if started is None else int(started),
             warning=warning,
+            segment=_opt(data, "segment"),
+            region=_opt(data, "region"),
         )
     return RolloutCommand(  # type: ignore[return-value]
         rollout_id=_check_rollout_id(_require(data, "rollout_id")),
@@ -451,6 +469,8 @@ def _build(cls: Type[R], data: Mapping[str, Any]) -> R:
         candidate_version=_opt(data, "candidate_version"),
         baseline_version=_opt(data, "baseline_version"),
         policy_json=_opt(data, "policy_json"),
+        segment=_opt(data, "segment"),
+        region=_opt(data, "region"),
     )
 
 

@@ -19,6 +19,7 @@ from . import codec, splitter
 __all__ = [
     "RouteEntry",
     "Route",
+    "row_key",
     "Table",
     "Freshness",
     "CatchUp",
@@ -59,9 +60,21 @@ class RouteEntry:
         )
 
 
+def row_key(rollout_id: str, segment: Optional[str] = None, region: Optional[str] = None) -> str:
+    """A row's key in the decisions topic, as ``Scope::key`` in Rust: the rollout id for its
+    default scope, ``ROLLOUT#segment=S#region=R`` (absent parts left out) for the others."""
+    key = rollout_id
+    if segment is not None:
+        key += "#segment=" + segment
+    if region is not None:
+        key += "#region=" + region
+    return key
+
+
 @dataclass(frozen=True)
 class Route:
-    """One routing answer and why: ``reason`` is ``split``, ``unknown``, ``loading`` or ``stale``."""
+    """One routing answer and why: ``reason`` is ``split``, ``unknown``, ``unknown_scope``,
+    ``loading`` or ``stale``."""
 
     use_candidate: bool
     phase: Optional[str]
@@ -70,37 +83,74 @@ class Route:
 
 
 class Table:
-    """Latest decision per rollout: the highest ``sequence`` wins; a tombstone removes it."""
+    """Latest decision per row: per rollout, and per scope (segment, region) of a rollout whose
+    policy names some; the highest ``sequence`` wins per row; a tombstone removes the row."""
 
     def __init__(self) -> None:
         self._entries: Dict[str, RouteEntry] = {}
+        # rollout id -> {row key: (segment, region)} for the rows of its scopes
+        self._scoped: Dict[str, Dict[str, Tuple[Optional[str], Optional[str]]]] = {}
+        # row key -> rollout id, for the rows of scopes
+        self._owner: Dict[str, str] = {}
 
     def apply(self, d: codec.Decision) -> bool:
-        """Applies a decision; returns whether it replaced what was held."""
-        held = self._entries.get(d.rollout_id)
+        """Applies a decision to its row; returns whether it replaced what was held."""
+        key = row_key(d.rollout_id, d.segment, d.region)
+        held = self._entries.get(key)
         if held is not None and held.sequence >= d.sequence:
             return False
-        self._entries[d.rollout_id] = RouteEntry.from_decision(d)
+        self._entries[key] = RouteEntry.from_decision(d)
+        if d.segment is not None or d.region is not None:
+            self._scoped.setdefault(d.rollout_id, {})[key] = (d.segment, d.region)
+            self._owner[key] = d.rollout_id
         return True
 
-    def remove(self, rollout_id: str) -> bool:
-        """A tombstone: forgets the rollout. Returns whether it was held."""
-        return self._entries.pop(rollout_id, None) is not None
+    def remove(self, key: str) -> bool:
+        """A tombstone: forgets the row (a rollout id, or a scope's key). Returns whether it
+        was held."""
+        owner = self._owner.pop(key, None)
+        if owner is not None:
+            rows = self._scoped.get(owner, {})
+            rows.pop(key, None)
+            if not rows:
+                self._scoped.pop(owner, None)
+        return self._entries.pop(key, None) is not None
 
     def get(self, rollout_id: str) -> Optional[RouteEntry]:
         return self._entries.get(rollout_id)
 
-    def lookup(self, rollout_id: str, request_key: str) -> Route:
-        """Routes a request assuming the table is ready."""
-        e = self._entries.get(rollout_id)
+    def _row(self, rollout_id: str, segment: Optional[str], region: Optional[str]) -> Tuple[Optional[RouteEntry], str]:
+        """The row a request of ``segment`` in ``region`` is routed by, as the Rust table
+        resolves it: an unnamed segment joins its region's unsegmented row; an unnamed region
+        is an unknown scope when the rollout has region rows, and ignored when it has none."""
+        rows = self._scoped.get(rollout_id) if segment is not None or region is not None else None
+        if not rows:
+            return self._entries.get(rollout_id), "unknown"
+        if segment not in {s for s, _ in rows.values()}:
+            segment = None
+        regions = {r for _, r in rows.values() if r is not None}
+        if region is not None and region not in regions:
+            if regions:
+                return None, "unknown_scope"
+            region = None
+        return self._entries.get(row_key(rollout_id, segment, region)), "unknown_scope"
+
+    def lookup(
+        self, rollout_id: str, request_key: str, segment: Optional[str] = None, region: Optional[str] = None
+    ) -> Route:
+        """Routes a request (of a user ``segment`` in a ``region``, when known) assuming the
+        table is ready; the hash is the rollout's in every scope, so the split is sticky."""
+        e, missing = self._row(rollout_id, segment, region)
         if e is None:
-            return Route(False, None, 0.0, "unknown")
+            return Route(False, None, 0.0, missing)
         use = splitter.serves_candidate(rollout_id, request_key, e.traffic_percent)
         return Route(use, e.phase, e.traffic_percent, "split")
 
     def copy(self) -> "Table":
         t = Table()
         t._entries = dict(self._entries)
+        t._scoped = {k: dict(v) for k, v in self._scoped.items()}
+        t._owner = dict(self._owner)
         return t
 
     def __len__(self) -> int:
@@ -208,18 +258,24 @@ class DecisionTable:
             return STALE
         return self._freshness.state(self._clock())
 
-    def route(self, rollout_id: str, request_key: str) -> Route:
+    def route(
+        self, rollout_id: str, request_key: str, segment: Optional[str] = None, region: Optional[str] = None
+    ) -> Route:
         """The routing answer with its reason."""
         state = self.state()
         snapshot = self._snapshot
         if state != READY:
             e = snapshot.get(rollout_id)
             return Route(False, e.phase if e else None, e.traffic_percent if e else 0.0, state)
-        return snapshot.lookup(rollout_id, request_key)
+        return snapshot.lookup(rollout_id, request_key, segment, region)
 
-    def should_use_new_version(self, rollout_id: str, request_key: str) -> bool:
-        """Whether the candidate serves this request; the baseline whenever in doubt."""
-        r = self.route(rollout_id, request_key)
+    def should_use_new_version(
+        self, rollout_id: str, request_key: str, segment: Optional[str] = None, region: Optional[str] = None
+    ) -> bool:
+        """Whether the candidate serves this request (of a user ``segment`` in a ``region``,
+        for rollouts whose policy names segments or regions); the baseline whenever in doubt,
+        an unknown scope included."""
+        r = self.route(rollout_id, request_key, segment, region)
         outcome = ("candidate" if r.use_candidate else "baseline") if r.reason == "split" else r.reason
         self.lookups[outcome] = self.lookups.get(outcome, 0) + 1
         return r.use_candidate

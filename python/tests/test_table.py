@@ -65,3 +65,38 @@ def test_catch_up_uses_positions_and_low_marks():
     assert not c.is_reached(lambda p: None)
     assert c.is_reached(lambda p: {0: 10}.get(p))
     assert not c.is_reached(lambda p: {0: 9}.get(p))
+
+
+def scoped(rid, seq, phase, percent, segment=None, region=None):
+    d = decision(rid, seq, phase, percent)
+    d.segment, d.region = segment, region
+    # Through the wire, as a router reads it.
+    return codec.decode(codec.Decision, codec.encode(d, "avro"), "avro")
+
+
+def test_scoped_rows_route_their_scope_as_the_rust_table():
+    t = Table()
+    t.apply(decision("r", 9, "FULL", 100.0))
+    assert t.apply(scoped("r", 2, "FULL", 100.0, region="eu"))
+    t.apply(scoped("r", 1, "OFF", 0.0, region="us"))
+    t.apply(scoped("r", 1, "OFF", 0.0, segment="enterprise"))
+    t.apply(scoped("r", 1, "FULL", 100.0, segment="enterprise", region="eu"))
+    assert len(t) == 5 and t.get("r").sequence == 9, "a scope's row never replaces the rollout's"
+
+    def yes(segment=None, region=None):
+        return t.lookup("r", "k", segment, region).use_candidate
+
+    assert yes() and yes(region="eu") and not yes(region="us")
+    assert not yes(segment="enterprise") and yes(segment="enterprise", region="eu")
+    assert yes(segment="free", region="eu") and not yes(segment="free", region="us")
+    assert t.lookup("r", "k", None, "mars").reason == "unknown_scope"
+    assert t.lookup("r", "k", "enterprise", "us").reason == "unknown_scope"
+    assert t.lookup("x", "k", None, "eu").reason == "unknown"
+    assert t.remove("r#region=us") and t.remove("r#region=eu") and t.remove("r#segment=enterprise#region=eu")
+    assert yes(region="mars"), "no region rows left: the region is ignored"
+    # Sticky across scopes: a key on the candidate at 5 % stays on it at 20 %.
+    t.apply(scoped("s", 1, "SMALL", 5.0, region="eu"))
+    t.apply(scoped("s", 1, "MEDIUM", 20.0, region="us"))
+    for i in range(2000):
+        if t.lookup("s", f"u{i}", None, "eu").use_candidate:
+            assert t.lookup("s", f"u{i}", None, "us").use_candidate

@@ -35,6 +35,8 @@ pub struct GuardedAgent {
     sink: Arc<dyn EventSink>,
     baseline_version: String,
     candidate_version: String,
+    segment: Option<String>,
+    region: Option<String>,
 }
 
 impl std::fmt::Debug for GuardedAgent {
@@ -62,7 +64,23 @@ impl GuardedAgent {
             sink,
             baseline_version: baseline_version.into(),
             candidate_version: candidate_version.into(),
+            segment: None,
+            region: None,
         }
+    }
+
+    /// The same agent serving one user segment: requests are routed by that segment's scope
+    /// (when the rollout's policy names it) and reported with it.
+    pub fn with_segment(mut self, segment: impl Into<String>) -> Self {
+        self.segment = Some(segment.into());
+        self
+    }
+
+    /// The same agent deployed in one region: requests are routed by that region's scope
+    /// (when the rollout's policy lists it in a wave) and reported with it.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
     }
 
     /// The rollout this agent reports to.
@@ -72,10 +90,12 @@ impl GuardedAgent {
 
     /// The side that serves `request_key` now.
     pub fn choose(&self, request_key: &str) -> Variant {
-        if self
-            .router
-            .should_use_new_version(&self.rollout_id, request_key)
-        {
+        if self.router.should_use_new_version_scoped(
+            &self.rollout_id,
+            request_key,
+            self.segment.as_deref(),
+            self.region.as_deref(),
+        ) {
             Variant::Candidate
         } else {
             Variant::Baseline
@@ -154,6 +174,8 @@ impl GuardedAgent {
         );
         event.version = self.version_label(variant).to_owned();
         event.request_key = Some(request_key.to_owned());
+        event.segment.clone_from(&self.segment);
+        event.region.clone_from(&self.region);
         if cancelled {
             event.extra.insert("cancelled".to_owned(), 1.0);
         }
@@ -251,6 +273,55 @@ mod tests {
             assert!(e.request_key.is_some());
             assert!(e.timestamp > crate::codec::MIN_TIMESTAMP_MS);
         }
+    }
+
+    /// A router that serves the candidate only in region `eu` (as a rollout in its first wave).
+    struct EuOnly;
+    impl Router for EuOnly {
+        fn should_use_new_version(&self, _: &str, _: &str) -> bool {
+            false
+        }
+        fn should_use_new_version_scoped(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            region: Option<&str>,
+        ) -> bool {
+            region == Some("eu")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scoped_agent_routes_and_reports_its_segment_and_region() {
+        let sink = Arc::new(Sink::default());
+        let new =
+            |sink: Arc<Sink>| GuardedAgent::new("checkout", Arc::new(EuOnly), sink, "v1", "v2");
+        let eu = new(sink.clone())
+            .with_segment("enterprise")
+            .with_region("eu");
+        let us = new(sink.clone()).with_region("us");
+        assert_eq!(eu.choose("k"), Variant::Candidate);
+        assert_eq!(us.choose("k"), Variant::Baseline);
+        let _ = eu.call("k", |_| async { Ok::<_, ()>(()) }).await;
+        let _ = us.call("k", |_| async { Ok::<_, ()>(()) }).await;
+        let events = sink.0.lock().unwrap();
+        assert_eq!(
+            (
+                events[0].segment.as_deref(),
+                events[0].region.as_deref(),
+                events[0].variant
+            ),
+            (Some("enterprise"), Some("eu"), Variant::Candidate)
+        );
+        assert_eq!(
+            (
+                events[1].segment.as_deref(),
+                events[1].region.as_deref(),
+                events[1].variant
+            ),
+            (None, Some("us"), Variant::Baseline)
+        );
     }
 
     #[tokio::test]

@@ -178,6 +178,14 @@ pub struct RolloutArgs {
     /// For start: the baseline's version label.
     #[arg(long)]
     pub baseline_version: Option<String>,
+    /// Address one segment's scopes only (with --region: one scope) of a rollout whose policy
+    /// names segments; not with start or retire.
+    #[arg(long)]
+    pub segment: Option<String>,
+    /// Address one region's scopes only (e.g. pause the EU wave) of a rollout whose policy
+    /// lists regions; not with start or retire.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Send the command and return without waiting for its outcome.
     #[arg(long)]
     pub no_wait: bool,
@@ -286,7 +294,9 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "rollout-decisions")]
     pub decisions_topic: String,
     /// Scenario file (TOML, `[[scenario]]` tables with the fields of `sim::Scenario`), or one
-    /// of the built-in names: `good`, `degrade-at-small`, `sudden`, `creep`, `flapping`.
+    /// of the built-in names: `good`, `degrade-at-small`, `sudden`, `creep`, `flapping`, and
+    /// `segments-regions` (six scenarios of one rollout in two region waves and two segments,
+    /// for a processor or rollout running `deploy/config/policies/segments-regions.toml`).
     #[arg(long, default_value = "good")]
     pub scenario: String,
     /// Rollout id for a built-in scenario.

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{RolloutAction, RolloutArgs, StatusArgs};
-use crate::engine::{Command, CommandKind, Decision, Policy};
+use crate::engine::{Command, CommandKind, Decision, Policy, Scope};
 use crate::kafka::operate::{self, CommandOutcome};
 
 /// Exit code of a command the processor refused.
@@ -67,8 +67,17 @@ pub fn command(args: &RolloutArgs) -> anyhow::Result<Command> {
         kind == CommandKind::Start || !start_only,
         "--policy, --candidate-version and --baseline-version only go with start"
     );
+    let scope = Scope::new(args.segment.as_deref(), args.region.as_deref());
+    anyhow::ensure!(
+        scope.is_default() || !matches!(kind, CommandKind::Start | CommandKind::Retire),
+        "start and retire address the whole rollout: leave out --segment and --region"
+    );
+    for name in [&args.segment, &args.region].into_iter().flatten() {
+        crate::engine::scope::check_scope_name(name).map_err(anyhow::Error::msg)?;
+    }
     let actor = args.actor.clone().unwrap_or_else(os_user);
-    let mut c = Command::new(&args.rollout, kind, actor, args.reason.clone(), now_ms());
+    let mut c =
+        Command::new(&args.rollout, kind, actor, args.reason.clone(), now_ms()).for_scope(scope);
     if let Some(path) = &args.policy {
         c.policy = Some(load_policy(path)?);
     }
@@ -81,7 +90,7 @@ pub fn command(args: &RolloutArgs) -> anyhow::Result<Command> {
 pub fn describe(d: &Decision) -> String {
     format!(
         "{} #{} {} {} -> {} at {}% [{}{}] by {} at {}: {}",
-        d.rollout_id,
+        d.key(),
         d.sequence,
         d.action,
         d.from,
@@ -147,7 +156,8 @@ pub fn table(decisions: &[Decision]) -> String {
         let breaker = d.breaker.name();
         out.push_str(&format!(
             "{:<24} {:<7} {:>6}% {:<10} {:<6} {:<20} {:<9} {:<12} {}\n",
-            d.rollout_id,
+            // A scope's row is named by its key: ROLLOUT#segment=S#region=R.
+            d.key(),
             d.to.to_string(),
             d.traffic.percent(),
             breaker,
@@ -190,4 +200,82 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
     };
     // A rollout asked for by name and not found is an error for scripts.
     Ok(i32::from(args.rollout.is_some() && !found))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command as Sub};
+
+    fn parse(args: &[&str]) -> anyhow::Result<Command> {
+        let cli = Cli::try_parse_from(args)?;
+        let Sub::Rollout(r) = cli.command else {
+            panic!("not a rollout command")
+        };
+        command(&r)
+    }
+
+    #[test]
+    fn commands_may_address_a_segment_or_region() {
+        let c = parse(&[
+            "rollout-breaker",
+            "rollout",
+            "pause",
+            "agent",
+            "--region",
+            "eu",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.kind, c.scope),
+            (CommandKind::Pause, Scope::new(None, Some("eu")))
+        );
+        let c = parse(&[
+            "rollout-breaker",
+            "rollout",
+            "abort",
+            "agent",
+            "--reason",
+            "x",
+            "--segment",
+            "vip",
+            "--region",
+            "us",
+        ])
+        .unwrap();
+        assert_eq!(c.scope, Scope::new(Some("vip"), Some("us")));
+        let e = parse(&[
+            "rollout-breaker",
+            "rollout",
+            "start",
+            "agent",
+            "--region",
+            "eu",
+        ]);
+        assert!(e.unwrap_err().to_string().contains("whole rollout"));
+        let e = parse(&[
+            "rollout-breaker",
+            "rollout",
+            "pause",
+            "agent",
+            "--region",
+            "e u",
+        ]);
+        assert!(e.unwrap_err().to_string().contains("may only contain"));
+        let plain = parse(&["rollout-breaker", "rollout", "pause", "agent"]).unwrap();
+        assert!(plain.scope.is_default());
+    }
+
+    #[test]
+    fn status_names_a_scope_by_its_row_key() {
+        let mut engine = crate::engine::Engine::new(Policy::default(), Default::default());
+        let start = Command::new("agent", CommandKind::Start, "ana", "", 1_764_222_000_000);
+        let mut d = engine.apply_command(&start).unwrap();
+        assert!(table(std::slice::from_ref(&d)).contains("\nagent "));
+        d.scope = Scope::new(Some("vip"), Some("eu"));
+        assert!(table(&[d.clone()]).contains("agent#segment=vip#region=eu"));
+        assert!(describe(&d).starts_with("agent#segment=vip#region=eu #"));
+    }
 }

@@ -65,13 +65,20 @@ pub(crate) const COMMAND_AVSC: &str = include_str!("../../schemas/rollout_comman
 
 const DECISION_V1_AVSC: &str = include_str!("../../schemas/history/decision.v1.avsc");
 const DECISION_V2_AVSC: &str = include_str!("../../schemas/history/decision.v2.avsc");
+const DECISION_V3_AVSC: &str = include_str!("../../schemas/history/decision.v3.avsc");
 const COMMAND_V1_AVSC: &str = include_str!("../../schemas/history/rollout_command.v1.avsc");
+const COMMAND_V2_AVSC: &str = include_str!("../../schemas/history/rollout_command.v2.avsc");
+const EVENT_V1_AVSC: &str = include_str!("../../schemas/history/execution_event.v1.avsc");
 
-pub(crate) static EVENT: LazyLock<Parsed> = LazyLock::new(|| parse(EVENT_AVSC, &[]));
-pub(crate) static DECISION: LazyLock<Parsed> =
-    LazyLock::new(|| parse(DECISION_AVSC, &[DECISION_V1_AVSC, DECISION_V2_AVSC]));
+pub(crate) static EVENT: LazyLock<Parsed> = LazyLock::new(|| parse(EVENT_AVSC, &[EVENT_V1_AVSC]));
+pub(crate) static DECISION: LazyLock<Parsed> = LazyLock::new(|| {
+    parse(
+        DECISION_AVSC,
+        &[DECISION_V1_AVSC, DECISION_V2_AVSC, DECISION_V3_AVSC],
+    )
+});
 pub(crate) static COMMAND: LazyLock<Parsed> =
-    LazyLock::new(|| parse(COMMAND_AVSC, &[COMMAND_V1_AVSC]));
+    LazyLock::new(|| parse(COMMAND_AVSC, &[COMMAND_V1_AVSC, COMMAND_V2_AVSC]));
 
 /// Reads Avro binary values from a byte slice; every read names the field it is for, so that
 /// errors say where the record went wrong.
@@ -331,8 +338,10 @@ mod tests {
                 legacy
             );
         }
-        // Decision: current legacy, v1 and v2 standard and legacy; command: current legacy, v1.
-        assert_eq!(DECISION.earlier.len(), 5);
-        assert_eq!(COMMAND.earlier.len(), 3);
+        // Current legacy, then standard and legacy of each earlier version: decision v1..v3,
+        // command v1..v2, event v1.
+        assert_eq!(DECISION.earlier.len(), 7);
+        assert_eq!(COMMAND.earlier.len(), 5);
+        assert_eq!(EVENT.earlier.len(), 3);
     }
 }

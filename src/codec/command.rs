@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 use super::avro::{self, Reader};
 use super::json::{self, req, Str};
 use super::{
-    check_policy, check_rollout_id, check_timestamp, position, symbol, symbol_named, DecodeError,
-    RecordKind, WireRecord,
+    check_policy, check_rollout_id, check_scope_part, check_timestamp, position, symbol,
+    symbol_named, DecodeError, RecordKind, WireRecord,
 };
-use crate::engine::{Command, CommandKind, Policy};
+use crate::engine::{Command, CommandKind, Policy, Scope};
 
 const KINDS: [CommandKind; 7] = CommandKind::ALL;
 const KIND_NAMES: [&str; 7] = [
@@ -34,10 +34,12 @@ impl super::private::Body for Command {
         avro::put_opt_str(out, self.candidate_version.as_deref());
         avro::put_opt_str(out, self.baseline_version.as_deref());
         avro::put_opt_str(out, self.policy.as_ref().map(policy_to_json).as_deref());
+        avro::put_opt_str(out, self.scope.segment.as_deref());
+        avro::put_opt_str(out, self.scope.region.as_deref());
     }
 
     fn read_avro(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Command {
+        let mut c = Command {
             rollout_id: check_rollout_id(r.str("rollout_id")?)?,
             kind: symbol(&KINDS, r.index("kind", KINDS.len())?),
             actor: r.str("actor")?.to_owned(),
@@ -46,7 +48,14 @@ impl super::private::Body for Command {
             candidate_version: r.opt_str("candidate_version")?.map(str::to_owned),
             baseline_version: r.opt_str("baseline_version")?.map(str::to_owned),
             policy: r.opt_str("policy_json")?.map(check_policy).transpose()?,
-        })
+            scope: Scope::DEFAULT,
+        };
+        // v1 records end here (see `schemas/history/`).
+        if !r.is_empty() {
+            c.scope.segment = check_scope_part("segment", r.opt_str("segment")?)?;
+            c.scope.region = check_scope_part("region", r.opt_str("region")?)?;
+        }
+        Ok(c)
     }
 
     fn write_json(&self, out: &mut Vec<u8>) {
@@ -60,6 +69,8 @@ impl super::private::Body for Command {
                 candidate_version: self.candidate_version.as_deref(),
                 baseline_version: self.baseline_version.as_deref(),
                 policy_json: self.policy.as_ref().map(policy_to_json),
+                segment: self.scope.segment.as_deref(),
+                region: self.scope.region.as_deref(),
             },
             out,
         );
@@ -76,6 +87,10 @@ impl super::private::Body for Command {
             candidate_version: c.candidate_version.map(|s| s.0.into_owned()),
             baseline_version: c.baseline_version.map(|s| s.0.into_owned()),
             policy: c.policy_json.as_deref().map(check_policy).transpose()?,
+            scope: Scope {
+                segment: check_scope_part("segment", c.segment.as_ref().map(|s| &*s.0))?,
+                region: check_scope_part("region", c.region.as_ref().map(|s| &*s.0))?,
+            },
         })
     }
 }
@@ -93,6 +108,10 @@ struct CommandOut<'a> {
     baseline_version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     policy_json: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -112,4 +131,8 @@ struct CommandIn<'a> {
     baseline_version: Option<Str<'a>>,
     #[serde(default, deserialize_with = "json::policy_text")]
     policy_json: Option<String>,
+    #[serde(borrow)]
+    segment: Option<Str<'a>>,
+    #[serde(borrow)]
+    region: Option<Str<'a>>,
 }

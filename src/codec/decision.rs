@@ -5,12 +5,12 @@ use serde::{Deserialize, Serialize};
 use super::avro::{self, Reader};
 use super::json::{self, req, Str};
 use super::{
-    check_finite, check_policy, check_rollout_id, check_timestamp, position, symbol, symbol_named,
-    DecodeError, RecordKind, WireRecord,
+    check_finite, check_policy, check_rollout_id, check_scope_part, check_timestamp, position,
+    symbol, symbol_named, DecodeError, RecordKind, WireRecord,
 };
 use crate::engine::{
-    Action, BreakerState, Cause, Decision, MetricsSnapshot, Phase, TrafficPercent, VariantMetrics,
-    Warning,
+    Action, BreakerState, Cause, Decision, MetricsSnapshot, Phase, Scope, TrafficPercent,
+    VariantMetrics, Warning,
 };
 
 const ACTIONS: [Action; 8] = [
@@ -161,6 +161,8 @@ impl super::private::Body for Decision {
                 avro::put_bool(out, w.cleared);
             }
         }
+        avro::put_opt_str(out, self.scope.segment.as_deref());
+        avro::put_opt_str(out, self.scope.region.as_deref());
     }
 
     fn read_avro(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -196,6 +198,15 @@ impl super::private::Body for Decision {
         };
         let warning = if r.is_empty() { None } else { read_warning(r)? };
         let warning = check_warning(action, warning)?;
+        // v3 records end here.
+        let scope = if r.is_empty() {
+            Scope::DEFAULT
+        } else {
+            Scope {
+                segment: check_scope_part("segment", r.opt_str("segment")?)?,
+                region: check_scope_part("region", r.opt_str("region")?)?,
+            }
+        };
         Ok(Decision {
             rollout_id,
             sequence,
@@ -220,6 +231,7 @@ impl super::private::Body for Decision {
             policy_json: policy_json.map(str::to_owned),
             phase_started_at,
             warning,
+            scope,
         })
     }
 
@@ -264,6 +276,8 @@ impl super::private::Body for Decision {
                     projected_rollback_ms: w.projected_rollback_ms,
                     cleared: w.cleared,
                 }),
+                segment: self.scope.segment.as_deref(),
+                region: self.scope.region.as_deref(),
             },
             out,
         );
@@ -335,6 +349,10 @@ impl super::private::Body for Decision {
                 .map(|t| check_timestamp("phase_started_ms", t))
                 .transpose()?,
             warning: check_warning(action, d.warning.map(WarningIn::check).transpose()?)?,
+            scope: Scope {
+                segment: check_scope_part("segment", d.segment.as_ref().map(|s| &*s.0))?,
+                region: check_scope_part("region", d.region.as_ref().map(|s| &*s.0))?,
+            },
         })
     }
 }
@@ -383,6 +401,10 @@ struct DecisionOut<'a> {
     phase_started_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<WarningOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -484,4 +506,8 @@ struct DecisionIn<'a> {
     phase_started_ms: Option<i64>,
     #[serde(borrow)]
     warning: Option<WarningIn<'a>>,
+    #[serde(borrow)]
+    segment: Option<Str<'a>>,
+    #[serde(borrow)]
+    region: Option<Str<'a>>,
 }

@@ -38,6 +38,7 @@ impl super::private::Body for ExecutionEvent {
             }
         }
         avro::put_long(out, 0);
+        avro::put_opt_str(out, self.region.as_deref());
     }
 
     fn read_avro(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -66,6 +67,12 @@ impl super::private::Body for ExecutionEvent {
                 extra.insert(k, v);
             }
         }
+        // v1 records end here (see `schemas/history/`).
+        let region = if r.is_empty() {
+            None
+        } else {
+            r.opt_str("region")?.map(str::to_owned)
+        };
         Ok(ExecutionEvent {
             rollout_id,
             variant,
@@ -76,6 +83,7 @@ impl super::private::Body for ExecutionEvent {
             timestamp,
             cost,
             segment,
+            region,
             extra,
         })
     }
@@ -93,6 +101,7 @@ impl super::private::Body for ExecutionEvent {
                 cost: self.cost,
                 segment: self.segment.as_deref(),
                 extra_metrics: &self.extra,
+                region: self.region.as_deref(),
             },
             out,
         );
@@ -126,6 +135,7 @@ impl super::private::Body for ExecutionEvent {
             timestamp,
             cost,
             segment: e.segment.map(|s| s.0.into_owned()),
+            region: e.region.map(|s| s.0.into_owned()),
             extra,
         })
     }
@@ -147,6 +157,8 @@ struct EventOut<'a> {
     segment: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     extra_metrics: &'a BTreeMap<String, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -165,5 +177,7 @@ struct EventIn<'a> {
     cost: Option<f64>,
     #[serde(borrow)]
     segment: Option<Str<'a>>,
+    #[serde(borrow)]
+    region: Option<Str<'a>>,
     extra_metrics: Option<BTreeMap<String, f64>>,
 }

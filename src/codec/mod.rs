@@ -42,6 +42,7 @@
 //! | `cost`          | `["null","double"]` = null     | number or null     | no  | `cost`; finite |
 //! | `segment`       | `["null","string"]` = null     | string or null     | no  | `segment` |
 //! | `extra_metrics` | map of double = `{}`           | object of numbers  | no  | `extra`; finite values |
+//! | `region`        | `["null","string"]` = null     | string or null     | no  | `region` (v2) |
 //!
 //! A minimal event, producible by hand with kcat:
 //! `{"rollout_id":"checkout-agent","variant":"CANDIDATE","version":"v2","success":true,"latency_ms":1200,"timestamp_ms":1764222000000}`
@@ -68,6 +69,11 @@
 //! | `policy_json`       | `["null","string"]` = null                  | `policy_json`; must pass `Policy::from_json` |
 //! | `phase_started_ms`  | `["null", long (timestamp-millis)]` = null  | `phase_started_at` (v2) |
 //! | `warning`           | `["null", record Warning]` = null: `metric` (string), `statistic`, `threshold` (double, finite), `projected_rollback_ms` (`["null","long"]` = null), `cleared` (boolean) | `warning` (v3); set exactly when `action` is `WARNING` |
+//! | `segment`, `region` | `["null","string"]` = null each             | `scope` (v4); null for the default scope; names as [`crate::engine::scope::check_scope_name`] |
+//!
+//! A decision of a scope other than the default one is keyed `ROLLOUT#segment=S#region=R`
+//! (absent parts left out, see [`crate::engine::Scope::key`]); the default scope keeps the
+//! rollout id as key. Every row of a rollout is produced to the partition of its rollout id.
 //!
 //! A WARNING (early warning of the statistical rule, see [`crate::engine::detector`]) changes
 //! no phase: its `to_phase`, `traffic_percent` and `breaker_state` are the rollout's current
@@ -93,6 +99,7 @@
 //! | `candidate_version` | `["null","string"]` = null                       | `candidate_version` |
 //! | `baseline_version`  | `["null","string"]` = null                       | `baseline_version` |
 //! | `policy_json`       | `["null","string"]` = null                       | `policy`, parsed and validated with `Policy::from_json` |
+//! | `segment`, `region` | `["null","string"]` = null each                  | `scope` (v2): both null address the whole rollout; one of them, every scope with that part; both, one scope |
 //!
 //! In JSON, `policy_json` is written as a string (as in Avro) but may also be given as a JSON
 //! object, which is easier to type by hand:
@@ -432,6 +439,21 @@ fn check_rollout_id(id: &str) -> Result<String, DecodeError> {
     } else {
         Ok(id.to_owned())
     }
+}
+
+/// A scope's segment or region name (decisions, commands): see
+/// [`crate::engine::scope::check_scope_name`].
+fn check_scope_part(
+    field: &'static str,
+    value: Option<&str>,
+) -> Result<Option<String>, DecodeError> {
+    value
+        .map(|v| {
+            crate::engine::scope::check_scope_name(v)
+                .map(|()| v.to_owned())
+                .map_err(|m| DecodeError::invalid(field, m))
+        })
+        .transpose()
 }
 
 fn check_timestamp(field: &'static str, value: i64) -> Result<i64, DecodeError> {

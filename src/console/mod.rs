@@ -83,7 +83,13 @@ struct Snapshot<'a> {
 
 #[derive(Debug, Serialize)]
 struct RolloutView<'a> {
+    /// The row's key: the rollout id, or `ROLLOUT#segment=S#region=R` for one of its scopes.
     rollout_id: &'a str,
+    /// The scope's segment and region (absent for a rollout's own row).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
     /// The latest decision (phase, traffic, breaker, since, last action and reason).
     current: DecisionView<'a>,
     /// Every decision, oldest first.
@@ -107,8 +113,11 @@ impl Shared {
                 .rollouts
                 .iter()
                 .filter_map(|(id, ds)| {
+                    let last = ds.last()?;
                     Some(RolloutView {
                         rollout_id: id,
+                        segment: last.scope.segment.as_deref(),
+                        region: last.scope.region.as_deref(),
                         current: ds.last()?.into(),
                         decisions: ds.iter().map(DecisionView::from).collect(),
                     })

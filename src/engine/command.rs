@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::phase::Phase;
 use super::policy::{Policy, PolicyError};
+use super::scope::Scope;
 use super::types::EventTime;
 
 /// What an operator asks for.
@@ -60,6 +61,10 @@ pub struct Command {
     pub baseline_version: Option<String>,
     /// For START: the rollout's own policy; `None` uses the engine's default.
     pub policy: Option<Policy>,
+    /// The scope addressed: the default scope addresses the whole rollout; a segment and/or
+    /// region addresses that scope only (PAUSE, RESUME, PROMOTE, ABORT, RETRY).
+    #[serde(default, skip_serializing_if = "Scope::is_default")]
+    pub scope: Scope,
 }
 
 impl Command {
@@ -80,7 +85,14 @@ impl Command {
             candidate_version: None,
             baseline_version: None,
             policy: None,
+            scope: Scope::DEFAULT,
         }
+    }
+
+    /// The same command addressed to one scope.
+    pub fn for_scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
     }
 }
 
@@ -102,6 +114,25 @@ pub enum CommandError {
         phase: Phase,
         /// Whether it was paused.
         paused: bool,
+    },
+    /// The command addresses a scope the rollout's policy does not declare (or the rollout has
+    /// not registered yet).
+    #[error("rollout `{rollout_id}` has no {scope}")]
+    UnknownScope {
+        /// The rollout addressed.
+        rollout_id: String,
+        /// The scope addressed.
+        scope: Scope,
+    },
+    /// START and RETIRE address the whole rollout, never one scope.
+    #[error("{kind:?} addresses the whole rollout `{rollout_id}`, not one scope ({scope})")]
+    WholeRolloutOnly {
+        /// The rollout addressed.
+        rollout_id: String,
+        /// The refused command.
+        kind: CommandKind,
+        /// The scope addressed.
+        scope: Scope,
     },
     /// START carried a policy that fails validation.
     #[error(transparent)]

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::phase::{BreakerState, Phase};
+use super::scope::Scope;
 use super::types::{EventTime, TrafficPercent};
 use super::window::VariantMetrics;
 
@@ -146,6 +147,11 @@ pub struct Decision {
     /// decisions serialize as before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<Warning>,
+    /// The scope decided on (v4); the default scope (no segment, no region) for rollouts whose
+    /// policy names none, and in records written before the field existed. Left out of serde
+    /// output when default.
+    #[serde(default, skip_serializing_if = "Scope::is_default")]
+    pub scope: Scope,
 }
 
 impl Decision {
@@ -157,5 +163,11 @@ impl Decision {
     /// Whether this decision is published as a tombstone (RETIRE) rather than as a record.
     pub fn is_tombstone(&self) -> bool {
         self.action == Action::Retire
+    }
+
+    /// The key of this decision's row in the compacted decisions topic (see [`Scope::key`]):
+    /// the rollout id for the default scope.
+    pub fn key(&self) -> String {
+        self.scope.key(&self.rollout_id)
     }
 }

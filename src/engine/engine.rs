@@ -57,6 +57,9 @@ pub struct EngineCounters {
     pub refused_commands: u64,
     /// Events that arrived after their window had closed (counted, not aggregated).
     pub late_events: u64,
+    /// Events of a rollout with scopes that fall in none (an excluded segment, a region no
+    /// wave lists): not judged, and routers serve their requests the baseline.
+    pub out_of_scope_events: u64,
 }
 
 /// All rollouts of one processor (or of the partitions it owns). Pure: no IO, no clock.
@@ -88,9 +91,7 @@ impl Engine {
         match input.into() {
             Input::Event(e) => self.apply_event(e, &mut out),
             Input::Command(c) => {
-                if let Ok(d) = self.apply_command(c) {
-                    out.push(d);
-                }
+                let _ = self.apply_command_into(c, &mut out);
             }
         }
         out
@@ -99,9 +100,10 @@ impl Engine {
     /// Applies one event, appending decisions to `out` (no allocation when nothing is decided).
     pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
         if let Some(r) = self.rollouts.get_mut(event.rollout_id.as_str()) {
-            let late = r.late_events();
+            let (late, outside) = (r.late_events(), r.out_of_scope_events());
             r.apply_event(event, out);
             self.counters.late_events += r.late_events() - late;
+            self.counters.out_of_scope_events += r.out_of_scope_events() - outside;
             return;
         }
         if !self.options.auto_start {
@@ -110,16 +112,13 @@ impl Engine {
         }
         let mut r = Rollout::new(event.rollout_id.clone(), self.default_policy.clone(), false);
         let start = super::window::bucket_start(event.timestamp, r.policy().evaluation_interval_ms);
-        out.push(r.start(
-            start,
-            Cause::Automatic,
-            WATCHDOG,
-            format!(
-                "first execution event of an unknown rollout; starting at {}",
-                r.policy().initial_phase
-            ),
-        ));
+        let reason = format!(
+            "first execution event of an unknown rollout; starting at {}",
+            r.policy().initial_phase
+        );
+        r.start_rollout(start, Cause::Automatic, WATCHDOG, reason, out);
         r.apply_event(event, out);
+        self.counters.out_of_scope_events += r.out_of_scope_events();
         self.rollouts
             .insert(CompactString::from(event.rollout_id.as_str()), r);
     }
@@ -137,25 +136,44 @@ impl Engine {
         }
     }
 
-    /// Applies one command. Only START creates a rollout; RETIRE forgets one.
+    /// Applies one command and returns its first decision: the rollout's own, or the
+    /// addressed scope's. A command can decide for several scopes of a rollout whose policy
+    /// names segments or regions: use [`Engine::apply_command_into`] to get them all.
     pub fn apply_command(&mut self, cmd: &Command) -> Result<Decision, CommandError> {
+        let mut out = Vec::new();
+        self.apply_command_into(cmd, &mut out)?;
+        Ok(out.swap_remove(0))
+    }
+
+    /// Applies one command, appending every decision it makes to `out` (the addressed scope's
+    /// first, then those of the other scopes it applies to). Only START creates a rollout;
+    /// RETIRE forgets one. A command for the default scope addresses the whole rollout; one for
+    /// a segment and/or region addresses the matching scopes (see
+    /// [`crate::engine::scope`]). On error nothing is appended and nothing changed.
+    pub fn apply_command_into(
+        &mut self,
+        cmd: &Command,
+        out: &mut Vec<Decision>,
+    ) -> Result<(), CommandError> {
+        let first = out.len();
         let result = match self.rollouts.get_mut(cmd.rollout_id.as_str()) {
+            Some(r) if !cmd.scope.is_default() => r.apply_scope_command(cmd, out),
             Some(r) => {
-                let d = r.apply_command(cmd);
-                if d.as_ref().is_ok_and(Decision::is_tombstone) {
+                let result = r.apply_rollout_command(cmd, out);
+                if result.is_ok() && out[first].is_tombstone() {
                     self.rollouts.remove(cmd.rollout_id.as_str());
                 }
-                d
+                result
             }
-            None if cmd.kind == CommandKind::Start => {
+            None if cmd.kind == CommandKind::Start && cmd.scope.is_default() => {
                 let mut r =
                     Rollout::new(cmd.rollout_id.clone(), self.default_policy.clone(), false);
-                let d = r.apply_command(cmd);
-                if d.is_ok() {
+                let result = r.apply_rollout_command(cmd, out);
+                if result.is_ok() {
                     self.rollouts
                         .insert(CompactString::from(cmd.rollout_id.as_str()), r);
                 }
-                d
+                result
             }
             None => Err(CommandError::UnknownRollout(cmd.rollout_id.clone())),
         };
@@ -170,7 +188,8 @@ impl Engine {
         self.rollouts.remove(rollout_id);
     }
 
-    /// Restores a rollout from its last published decision (on restart). A decision carrying
+    /// Restores a rollout (or one of its scopes, by [`Decision::scope`]) from its last
+    /// published decision (on restart), in any order of scopes. A decision carrying
     /// its own policy restores that policy; one whose policy does not parse falls back to the
     /// default and is reported as an error after restoring.
     pub fn restore(&mut self, decision: &Decision) -> Result<(), super::policy::PolicyError> {
@@ -185,7 +204,7 @@ impl Engine {
             .rollouts
             .entry(CompactString::from(decision.rollout_id.as_str()))
             .or_insert_with(|| Rollout::new(decision.rollout_id.clone(), policy.clone(), custom));
-        r.restore(decision, policy, custom);
+        r.restore_scope(decision, policy, custom);
         result
     }
 
@@ -194,7 +213,8 @@ impl Engine {
         self.rollouts.get(id)
     }
 
-    /// Every rollout, in no particular order.
+    /// Every rollout (its default scope, which lists its other scopes:
+    /// [`Rollout::with_scopes`]), in no particular order.
     pub fn rollouts(&self) -> impl Iterator<Item = &Rollout> {
         self.rollouts.values()
     }

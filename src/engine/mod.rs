@@ -16,6 +16,7 @@
 //! - [`rollout`]: one rollout's state machine; [`engine`]: all rollouts, fed events and commands.
 //! - [`command`], [`decision`]: operator inputs and the engine's outputs.
 //! - [`log`]: the decisions log read as a table (latest decision per rollout, tombstones).
+//! - [`scope`]: segments and regions: a rollout's scopes, each with its own breaker.
 //! - [`splitter`]: the sticky, monotone hash split routers use.
 
 pub mod command;
@@ -28,6 +29,7 @@ pub mod log;
 pub mod phase;
 pub mod policy;
 pub mod rollout;
+pub mod scope;
 pub mod splitter;
 pub mod stats;
 pub mod types;
@@ -41,5 +43,6 @@ pub use log::LatestDecisions;
 pub use phase::{BreakerState, Phase};
 pub use policy::{Policy, PolicyError, Schedule};
 pub use rollout::Rollout;
+pub use scope::{RollbackScope, Scope, SegmentPolicy};
 pub use types::{EventTime, ExecutionEvent, LatencyMs, RangeError, Rate, TrafficPercent, Variant};
 pub use window::VariantMetrics;

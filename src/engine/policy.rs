@@ -37,7 +37,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::phase::Phase;
+use super::scope::{check_scope_name, RollbackScope, Scope, SegmentPolicy, MAX_SCOPES};
 use super::stats::{MetricGate, Rule, StatisticalParams};
 use super::types::{Rate, TrafficPercent};
 
@@ -164,6 +167,20 @@ const fn default_traffic_shortfall_alpha() -> f64 {
     1e-6
 }
 
+/// Default soak of a region wave: 10 minutes of event time at FULL before the next wave starts
+/// (our choice: two default monitoring windows, so a wave's FULL phase has been judged on
+/// full windows twice before more regions are exposed).
+const fn default_wave_soak_ms() -> u64 {
+    10 * 60 * 1_000
+}
+
+fn is_default_wave_soak(ms: &u64) -> bool {
+    *ms == default_wave_soak_ms()
+}
+
+/// Longest wave soak: a week.
+const MAX_WAVE_SOAK_MS: u64 = 7 * 24 * 60 * 60 * 1_000;
+
 /// The rollout policy. Every field has a default, so `{}` is a valid policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +251,26 @@ pub struct Policy {
     /// none by default; ignored by the threshold rule). See [`MetricGate`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricGate>,
+    /// User segments with their own breaker (`[segments.NAME]`; none by default). See
+    /// [`crate::engine::scope`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub segments: BTreeMap<String, SegmentPolicy>,
+    /// Regions as ordered waves (`regions = [["eu-west"], ["us-east", "ap-south"]]`; none by
+    /// default): the regions of a wave start when every region of the previous wave has been
+    /// at FULL for `wave_soak_ms`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<Vec<String>>,
+    /// How long every region of a wave stays at FULL (ms of event time, unpaused) before the
+    /// next wave starts, at most a week.
+    #[serde(
+        default = "default_wave_soak_ms",
+        skip_serializing_if = "is_default_wave_soak"
+    )]
+    pub wave_soak_ms: u64,
+    /// Blast radius of an automatic rollback in one scope: `"rollout"` (default: every scope
+    /// of the rollout rolls back) or `"scope"` (only the scope that tripped).
+    #[serde(default, skip_serializing_if = "RollbackScope::is_default")]
+    pub rollback_scope: RollbackScope,
 }
 
 impl Default for Policy {
@@ -256,6 +293,10 @@ impl Default for Policy {
             auto_retry: false,
             statistical: StatisticalParams::default(),
             metrics: Vec::new(),
+            segments: BTreeMap::new(),
+            regions: Vec::new(),
+            wave_soak_ms: default_wave_soak_ms(),
+            rollback_scope: RollbackScope::Rollout,
         }
     }
 }
@@ -359,28 +400,73 @@ impl Policy {
             .validate()
             .and_then(|()| super::stats::validate_gates(&self.metrics))
             .map_err(|(field, message)| PolicyError::new(field, message))?;
-        let s = &self.schedule;
-        if s.probe == TrafficPercent::ZERO {
-            return Err(PolicyError::new(
-                "schedule.probe",
-                format!("must be in (0, 100), got {}", s.probe),
-            ));
+        validate_schedule(&self.schedule)
+            .map_err(|(field, message)| PolicyError::new(field, message))?;
+        self.validate_scopes()
+    }
+
+    fn validate_scopes(&self) -> Result<(), PolicyError> {
+        for (name, seg) in &self.segments {
+            check_scope_name(name).map_err(|m| PolicyError::new("segments", m))?;
+            if seg.initial_phase == Some(Phase::Off) {
+                return Err(PolicyError::new(
+                    "segments",
+                    format!(
+                        "`{name}`: initial_phase must be PROBE, SMALL, MEDIUM or FULL, got OFF"
+                    ),
+                ));
+            }
+            if seg.trail_phases > 3 {
+                return Err(PolicyError::new(
+                    "segments",
+                    format!(
+                        "`{name}`: trail_phases must be in [0, 3], got {}",
+                        seg.trail_phases
+                    ),
+                ));
+            }
+            if let Some(s) = &seg.schedule {
+                validate_schedule(s).map_err(|(field, message)| {
+                    PolicyError::new("segments", format!("`{name}`: {field} {message}"))
+                })?;
+            }
         }
-        if s.small <= s.probe {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, wave) in self.regions.iter().enumerate() {
+            if wave.is_empty() {
+                return Err(PolicyError::new(
+                    "regions",
+                    format!(
+                        "wave {} is empty; every wave lists at least one region",
+                        i + 1
+                    ),
+                ));
+            }
+            for r in wave {
+                check_scope_name(r).map_err(|m| PolicyError::new("regions", m))?;
+                if !seen.insert(r.as_str()) {
+                    return Err(PolicyError::new(
+                        "regions",
+                        format!("region `{r}` is listed twice; a region belongs to one wave"),
+                    ));
+                }
+            }
+        }
+        let scopes = (self.segments.len() + 1) * (seen.len() + 1);
+        if scopes > MAX_SCOPES {
             return Err(PolicyError::new(
-                "schedule.small",
+                "segments",
                 format!(
-                    "must be in (schedule.probe = {}, 100), got {}",
-                    s.probe, s.small
+                    "(segments + 1) x (regions + 1) must be at most {MAX_SCOPES} scopes, got {scopes}"
                 ),
             ));
         }
-        if s.medium <= s.small || s.medium >= TrafficPercent::FULL {
+        if self.wave_soak_ms > MAX_WAVE_SOAK_MS {
             return Err(PolicyError::new(
-                "schedule.medium",
+                "wave_soak_ms",
                 format!(
-                    "must be in (schedule.small = {}, 100), got {}",
-                    s.small, s.medium
+                    "must be in [0, {MAX_WAVE_SOAK_MS}], got {}",
+                    self.wave_soak_ms
                 ),
             ));
         }
@@ -436,10 +522,114 @@ impl Policy {
         }
     }
 
+    /// Whether the policy names segments or regions (else the rollout has only the default
+    /// scope and behaves exactly as before scopes existed).
+    pub fn has_scopes(&self) -> bool {
+        !self.segments.is_empty() || !self.regions.is_empty()
+    }
+
+    /// The scope an event with these `segment` and `region` falls in, or `None` when it is out
+    /// of scope (an excluded segment, or a region no wave lists). See [`crate::engine::scope`].
+    pub fn place(&self, segment: Option<&str>, region: Option<&str>) -> Option<Scope> {
+        if !self.has_scopes() {
+            return Some(Scope::DEFAULT);
+        }
+        let segment = match segment.and_then(|s| self.segments.get_key_value(s)) {
+            Some((_, seg)) if seg.excluded => return None,
+            Some((name, _)) => Some(name.clone()),
+            None => None,
+        };
+        let region = match region {
+            Some(r) if !self.regions.is_empty() => {
+                self.wave_of(r)?;
+                Some(r.to_owned())
+            }
+            _ => None,
+        };
+        Some(Scope { segment, region })
+    }
+
+    /// Every scope the policy declares besides the default one, excluded segments included,
+    /// in order.
+    pub fn scopes(&self) -> Vec<Scope> {
+        let segments = std::iter::once(None).chain(self.segments.keys().map(Some));
+        let regions: Vec<Option<&String>> = std::iter::once(None)
+            .chain(self.regions.iter().flatten().map(Some))
+            .collect();
+        let mut out = Vec::new();
+        for s in segments {
+            for r in &regions {
+                if s.is_some() || r.is_some() {
+                    out.push(Scope {
+                        segment: s.cloned(),
+                        region: r.cloned(),
+                    });
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The wave (0-based) `region` belongs to, if listed.
+    pub fn wave_of(&self, region: &str) -> Option<usize> {
+        self.regions
+            .iter()
+            .position(|wave| wave.iter().any(|r| r == region))
+    }
+
+    /// The settings of `scope`'s segment, if it has a named one.
+    pub fn segment_of(&self, scope: &Scope) -> Option<&SegmentPolicy> {
+        scope.segment.as_deref().and_then(|s| self.segments.get(s))
+    }
+
+    /// The schedule of `scope`: its segment's, else the policy's.
+    pub fn schedule_of(&self, scope: &Scope) -> &Schedule {
+        self.segment_of(scope)
+            .and_then(|s| s.schedule.as_ref())
+            .unwrap_or(&self.schedule)
+    }
+
+    /// The first phase of `scope`: its segment's, else the policy's `initial_phase`.
+    pub fn initial_phase_of(&self, scope: &Scope) -> Phase {
+        self.segment_of(scope)
+            .and_then(|s| s.initial_phase)
+            .unwrap_or(self.initial_phase)
+    }
+
     /// Rolling-window length in sub-buckets.
     pub fn buckets_per_window(&self) -> u64 {
         self.monitoring_window_ms / self.evaluation_interval_ms
     }
+}
+
+/// Checks a schedule: `0 < probe < small < medium < 100`.
+fn validate_schedule(s: &Schedule) -> Result<(), (&'static str, String)> {
+    if s.probe == TrafficPercent::ZERO {
+        return Err((
+            "schedule.probe",
+            format!("must be in (0, 100), got {}", s.probe),
+        ));
+    }
+    if s.small <= s.probe {
+        return Err((
+            "schedule.small",
+            format!(
+                "must be in (schedule.probe = {}, 100), got {}",
+                s.probe, s.small
+            ),
+        ));
+    }
+    if s.medium <= s.small || s.medium >= TrafficPercent::FULL {
+        return Err((
+            "schedule.medium",
+            format!(
+                "must be in (schedule.small = {}, 100), got {}",
+                s.small, s.medium
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -465,6 +655,60 @@ mod tests {
 
     fn err_of(toml_text: &str) -> PolicyError {
         Policy::from_toml(toml_text).unwrap_err()
+    }
+
+    #[test]
+    fn scopes_are_validated_and_placed() {
+        let e = err_of("regions = [[\"eu\"], [\"us\", \"eu\"]]");
+        assert_eq!(e.field, "regions");
+        assert!(e.message.contains("`eu` is listed twice"), "{e}");
+        assert_eq!(err_of("regions = [[]]").field, "regions");
+        assert_eq!(err_of("regions = [[\"e u\"]]").field, "regions");
+        let e = err_of("[segments.internal]\ntrail_phases = 4");
+        assert!(e.message.contains("`internal`: trail_phases"), "{e}");
+        let e = err_of("[segments.a]\nschedule = { probe = 10, small = 5 }");
+        assert!(e.message.contains("schedule.small"), "{e}");
+        assert_eq!(
+            err_of("[segments.a]\ninitial_phase = \"OFF\"").field,
+            "segments"
+        );
+        assert_eq!(err_of("[segments.a]\nsurprise = 1").field, "policy");
+        assert_eq!(err_of("wave_soak_ms = 604800001").field, "wave_soak_ms");
+        let many: String = (0..8).map(|i| format!("[segments.s{i}]\n")).collect();
+        let e = err_of(&format!(
+            "regions = [[\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\"]]\n{many}"
+        ));
+        assert!(e.message.contains("at most 64 scopes"), "{e}");
+
+        let p = Policy::from_toml(
+            "regions = [[\"eu\"], [\"us\"]]\n[segments.vip]\n[segments.banned]\nexcluded = true",
+        )
+        .unwrap();
+        assert_eq!(p.place(None, None), Some(Scope::DEFAULT));
+        assert_eq!(
+            p.place(Some("vip"), Some("us")),
+            Some(Scope::new(Some("vip"), Some("us")))
+        );
+        assert_eq!(
+            p.place(Some("free"), Some("eu")),
+            Some(Scope::new(None, Some("eu")))
+        );
+        assert_eq!(p.place(Some("banned"), None), None);
+        assert_eq!(p.place(None, Some("mars")), None);
+        assert_eq!(p.scopes().len(), 3 * 3 - 1);
+        assert_eq!(p.wave_of("us"), Some(1));
+        // Without scopes, segment and region are ignored, and nothing new is serialized.
+        let plain = Policy::default();
+        assert_eq!(plain.place(Some("vip"), Some("mars")), Some(Scope::DEFAULT));
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !json.contains("segments") && !json.contains("wave_soak_ms"),
+            "{json}"
+        );
+        assert_eq!(
+            Policy::from_json(&serde_json::to_string(&p).unwrap()).unwrap(),
+            p
+        );
     }
 
     #[test]

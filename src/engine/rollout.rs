@@ -23,10 +23,12 @@ use super::command::{Command, CommandError, CommandKind};
 use super::decision::{Action, Cause, Decision, MetricsSnapshot};
 use super::phase::Phase;
 use super::policy::Policy;
+use super::scope::Scope;
 use super::types::{EventTime, ExecutionEvent, LatencyMs, Variant};
 use super::watchdog;
 use super::window::{bucket_start, VariantWindow};
 
+mod scopes;
 mod statistical;
 
 /// Actor recorded on automatic decisions.
@@ -74,6 +76,33 @@ pub struct Rollout {
     /// bucket start (evicted with the windows, so a restore rebuilds it exactly).
     #[serde(default)]
     candidate_labels: std::collections::BTreeMap<EventTime, String>,
+    /// Which part of the rollout's traffic this state machine judges (the default scope for
+    /// the rollout itself; see [`crate::engine::scope`]).
+    #[serde(default, skip_serializing_if = "Scope::is_default")]
+    scope: Scope,
+    /// A scope registered but not started: waiting for its wave, its lead, or excluded. OFF
+    /// without having been rolled back.
+    #[serde(default, skip_serializing_if = "is_false")]
+    waiting: bool,
+    /// Highest phase an ADVANCE may reach (a trailing segment's cap, set before each
+    /// evaluation from its lead's phase); FULL when unconstrained.
+    #[serde(skip, default = "full")]
+    cap: Phase,
+    /// The rollout's other scopes (only on the default scope's state machine, which stands for
+    /// the rollout).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    scopes: std::collections::BTreeMap<Scope, Rollout>,
+    /// Events that fell out of every scope (excluded segment, unlisted region).
+    #[serde(default)]
+    out_of_scope_events: u64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn full() -> Phase {
+    Phase::Full
 }
 
 /// First bucket boundary at or after `t`.
@@ -110,7 +139,58 @@ impl Rollout {
             agent: statistical::AgentBuckets::default(),
             candidate_labels: std::collections::BTreeMap::new(),
             retry_armed: false,
+            scope: Scope::DEFAULT,
+            waiting: false,
+            cap: Phase::Full,
+            scopes: std::collections::BTreeMap::new(),
+            out_of_scope_events: 0,
         }
+    }
+
+    /// A scope of a rollout, registered and waiting (phase OFF, sequence 0).
+    pub fn new_scoped(
+        id: impl Into<String>,
+        policy: Arc<Policy>,
+        custom_policy: bool,
+        scope: Scope,
+    ) -> Self {
+        let mut r = Self::new(id, policy, custom_policy);
+        r.scope = scope;
+        r.waiting = !r.scope.is_default();
+        r
+    }
+
+    /// The scope this state machine judges.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+    /// Whether this scope is registered but not started (waiting for its wave or lead, or
+    /// excluded).
+    pub fn waiting(&self) -> bool {
+        self.waiting
+    }
+    /// The rollout's other scopes (empty unless its policy names segments or regions), in
+    /// order.
+    pub fn scopes(&self) -> impl Iterator<Item = &Rollout> {
+        self.scopes.values()
+    }
+    /// One of the rollout's other scopes.
+    pub fn scoped(&self, scope: &Scope) -> Option<&Rollout> {
+        if scope.is_default() {
+            Some(self)
+        } else {
+            self.scopes.get(scope)
+        }
+    }
+    /// This state machine and those of the rollout's other scopes.
+    pub fn with_scopes(&self) -> impl Iterator<Item = &Rollout> {
+        std::iter::once(self).chain(self.scopes.values())
+    }
+    /// Whether this scope's segment is excluded by the policy.
+    fn excluded(&self) -> bool {
+        self.policy
+            .segment_of(&self.scope)
+            .is_some_and(|s| s.excluded)
     }
 
     /// The rollout id.
@@ -212,6 +292,7 @@ impl Rollout {
         }
         watchdog::traffic_shortfall(
             &self.policy,
+            self.policy.schedule_of(&self.scope),
             self.phase,
             &self.candidate.aggregate_counts(start, end),
             &self.baseline.aggregate_counts(start, end),
@@ -275,6 +356,16 @@ impl Rollout {
                 super::stats::Rule::Statistical => self.judge_statistically(&metrics),
             },
         };
+        let mut verdict = verdict;
+        if verdict.action == Action::Advance && self.phase.next().is_some_and(|n| n > self.cap) {
+            verdict = watchdog::Verdict {
+                action: Action::Maintain,
+                reason: format!(
+                    "{}: held, trailing its lead scope (cap {}): {}",
+                    self.phase, self.cap, verdict.reason
+                ),
+            };
+        }
         let to = match verdict.action {
             Action::Advance => self.phase.next().unwrap_or(self.phase),
             Action::Rollback => Phase::Off,
@@ -354,6 +445,15 @@ impl Rollout {
     /// `auto_retry`, a candidate event with a new version label after the breaker tripped
     /// first starts the rollout again.
     pub fn apply_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
+        if self.policy.has_scopes() {
+            self.apply_scoped_event(event, out);
+        } else {
+            self.apply_own_event(event, out);
+        }
+    }
+
+    /// [`Rollout::apply_event`] for this scope alone.
+    fn apply_own_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
         if let Some(reason) = self.retry_reason(event) {
             self.candidate_version = Some(event.version.clone());
             let at = bucket_start(event.timestamp, self.width());
@@ -372,6 +472,14 @@ impl Rollout {
     /// Rebuilds windows from an already-processed event (see
     /// [`Rollout::close_buckets_silently`]).
     pub fn replay_event(&mut self, event: &ExecutionEvent) {
+        if self.policy.has_scopes() {
+            self.replay_scoped_event(event);
+        } else {
+            self.replay_own_event(event);
+        }
+    }
+
+    fn replay_own_event(&mut self, event: &ExecutionEvent) {
         if self.record(event.variant, event.success, event.latency, event.timestamp) {
             self.record_agent_metrics(event);
             self.record_candidate_label(event);
@@ -424,7 +532,8 @@ impl Rollout {
 
     /// Starts the rollout at its initial phase (automatic: on its first event).
     pub fn start(&mut self, at: EventTime, cause: Cause, actor: &str, reason: String) -> Decision {
-        let to = self.policy.initial_phase;
+        let to = self.policy.initial_phase_of(&self.scope);
+        self.waiting = false;
         let metrics = MetricsSnapshot {
             window_start: at,
             window_end: at,
@@ -452,11 +561,15 @@ impl Rollout {
                 format!("{what} by {}: {}", cmd.actor, cmd.reason)
             }
         };
+        // An excluded segment's scopes are inert: no command applies to them.
+        if self.excluded() {
+            return Err(refuse(self));
+        }
         let metrics = self.snapshot(at);
         let d = match cmd.kind {
             CommandKind::Start | CommandKind::Retry => {
                 let start_wins = cmd.kind == CommandKind::Start && self.auto_started;
-                if self.phase != Phase::Off && !start_wins {
+                if (self.phase != Phase::Off && !start_wins) || self.excluded() {
                     return Err(refuse(self));
                 }
                 if cmd.kind == CommandKind::Start {
@@ -503,7 +616,8 @@ impl Rollout {
             }
             CommandKind::Pause | CommandKind::Resume => {
                 let pause = cmd.kind == CommandKind::Pause;
-                if self.phase == Phase::Off || self.paused == pause {
+                // A waiting scope may be paused, so it does not start when its wave opens.
+                if (self.phase == Phase::Off && !self.waiting) || self.paused == pause {
                     return Err(refuse(self));
                 }
                 self.paused = pause;
@@ -523,7 +637,7 @@ impl Rollout {
                 )
             }
             CommandKind::Promote => {
-                let Some(next) = self.phase.next() else {
+                let Some(next) = self.phase.next().filter(|_| !self.excluded()) else {
                     return Err(refuse(self));
                 };
                 self.transition(
@@ -567,6 +681,9 @@ impl Rollout {
         self.auto_started =
             d.action == Action::Start && d.cause == Cause::Automatic && d.sequence == 1;
         self.retry_armed = d.action == Action::Rollback && d.cause == Cause::Automatic;
+        // A scope at OFF that was not rolled back never started (or was registered again).
+        self.waiting =
+            !self.scope.is_default() && d.to == Phase::Off && d.action != Action::Rollback;
         self.sequence = d.sequence;
         // Records written before `phase_started_at` existed: the best guess is the decision's
         // time rounded up, which is right unless the last decision was a PAUSE or RESUME.
@@ -639,10 +756,14 @@ impl Rollout {
             action,
             from,
             to: self.phase,
-            traffic: self.policy.schedule.percent(self.phase),
+            traffic: self.policy.schedule_of(&self.scope).percent(self.phase),
             breaker: self.phase.breaker(),
             paused: self.paused,
-            reason,
+            reason: if self.scope.is_default() {
+                reason
+            } else {
+                format!("{}: {reason}", self.scope)
+            },
             metrics,
             at,
             cause,
@@ -654,6 +775,7 @@ impl Rollout {
                 .then(|| serde_json::to_string(&*self.policy).unwrap_or_default()),
             phase_started_at: Some(self.phase_started_at),
             warning: None,
+            scope: self.scope.clone(),
         }
     }
 }

@@ -215,8 +215,12 @@ pub struct ExecutionEvent {
     pub timestamp: EventTime,
     /// Optional cost of the execution (e.g. in dollars or tokens); reported, not judged.
     pub cost: Option<f64>,
-    /// Optional user segment; reported, not judged.
+    /// Optional user segment: judged in its own scope when the rollout's policy names it (see
+    /// [`crate::engine::scope`]).
     pub segment: Option<String>,
+    /// Optional region: judged in its own scope when the rollout's policy lists it in a wave.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Further named metrics; reported, not judged.
     pub extra: BTreeMap<String, f64>,
 }
@@ -240,6 +244,7 @@ impl ExecutionEvent {
             timestamp,
             cost: None,
             segment: None,
+            region: None,
             extra: BTreeMap::new(),
         }
     }

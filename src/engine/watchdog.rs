@@ -139,6 +139,7 @@ fn bernoulli_kl(q: f64, p: f64) -> f64 {
 /// 140 at MEDIUM).
 pub(crate) fn traffic_shortfall(
     policy: &Policy,
+    schedule: &super::policy::Schedule,
     phase: Phase,
     candidate: &VariantMetrics,
     baseline: &VariantMetrics,
@@ -146,7 +147,7 @@ pub(crate) fn traffic_shortfall(
     if matches!(phase, Phase::Off | Phase::Full) {
         return None;
     }
-    let share = policy.schedule.percent(phase).percent() / 100.0;
+    let share = schedule.percent(phase).percent() / 100.0;
     let p = policy.traffic_shortfall_ratio.get() * share;
     let k = candidate.samples;
     let n = k + baseline.samples;
@@ -238,6 +239,7 @@ mod tests {
         let trips = |phase, k: u64, n_baseline: u64| {
             traffic_shortfall(
                 &policy,
+                &policy.schedule,
                 phase,
                 &metrics(k, 1.0, 100.0),
                 &metrics(n_baseline, 1.0, 100.0),
@@ -263,6 +265,7 @@ mod tests {
         };
         let v = traffic_shortfall(
             &off,
+            &off.schedule,
             Phase::Probe,
             &metrics(0, 1.0, 100.0),
             &metrics(100_000, 1.0, 100.0),
@@ -288,6 +291,7 @@ mod tests {
             let k = (0..n).filter(|_| rng.random::<f64>() < p).count() as u64;
             let v = traffic_shortfall(
                 &policy,
+                &policy.schedule,
                 Phase::Small,
                 &metrics(k, 1.0, 100.0),
                 &metrics(n - k, 1.0, 100.0),

@@ -70,8 +70,9 @@ pub struct AdmissionRules {
 pub enum Admitted {
     /// An execution event.
     Event(ExecutionEvent),
-    /// An operator command.
-    Command(Command),
+    /// An operator command (boxed: a command carries a whole policy, and events, the hot
+    /// path, should not move its size around).
+    Command(Box<Command>),
 }
 
 /// Why a record was refused: `reason` is the dead-letter label, `message` says what to fix.
@@ -135,7 +136,11 @@ pub fn admit(rules: &AdmissionRules, record: &RecordView<'_>) -> Result<Admitted
         true => {
             let c = Command::decode_with(payload, rules.commands_encoding, &rules.schema_ids)
                 .map_err(|e| Refusal::new(e.reason(), e.to_string()))?;
-            (c.rollout_id.clone(), c.timestamp, Admitted::Command(c))
+            (
+                c.rollout_id.clone(),
+                c.timestamp,
+                Admitted::Command(Box::new(c)),
+            )
         }
     };
     if key != rollout_id.as_bytes() {
@@ -315,6 +320,6 @@ mod tests {
         let bytes = codec::encode_command(&ok, Encoding::Json);
         let mut v = view(Some(id.as_bytes()), &bytes, p);
         v.relayed_command = true;
-        assert_eq!(admit(&rules, &v), Ok(Admitted::Command(ok)));
+        assert_eq!(admit(&rules, &v), Ok(Admitted::Command(Box::new(ok))));
     }
 }

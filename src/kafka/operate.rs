@@ -123,10 +123,14 @@ pub fn send_command(
             continue;
         };
         if m.topic() == t.decisions {
-            if m.key() != Some(command.rollout_id.as_bytes()) {
+            // The rollout's own row, or one of its scopes' (`ROLLOUT#...`).
+            let Some(key) = m.key().filter(|k| is_row_of(k, &command.rollout_id)) else {
                 continue;
-            }
+            };
             let Some(bytes) = m.payload() else {
+                if key != command.rollout_id.as_bytes() {
+                    continue;
+                }
                 // A tombstone for this rollout: our RETIRE (nothing else writes one).
                 return Ok(CommandOutcome::Applied(None));
             };
@@ -135,6 +139,7 @@ pub fn send_command(
                     .or_else(|_| codec::decode_decision_any(bytes));
             if let Ok(d) = decoded {
                 if d.cause == Cause::Operator
+                    && d.rollout_id == command.rollout_id
                     && d.actor == command.actor
                     && d.at == command.timestamp
                 {
@@ -157,8 +162,14 @@ pub fn send_command(
     Ok(CommandOutcome::TimedOut)
 }
 
-/// The current decision of every rollout (or of `only`), read from the decisions topic as
-/// routers read it.
+/// Whether a decisions-topic key is a row of `rollout_id`: its own, or one of its scopes'.
+fn is_row_of(key: &[u8], rollout_id: &str) -> bool {
+    key.strip_prefix(rollout_id.as_bytes())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"#"))
+}
+
+/// The current decision of every rollout and of each of its scopes (or of `only`'s), read
+/// from the decisions topic as routers read it; a rollout's own row first, then its scopes'.
 pub fn status(config: &Config, only: Option<&str>) -> Result<Vec<Decision>, OperateError> {
     let t = &config.topics;
     let consumer: BaseConsumer =
@@ -181,7 +192,7 @@ pub fn status(config: &Config, only: Option<&str>) -> Result<Vec<Decision>, Oper
             Duration::from_secs(300),
             |m| {
                 let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                if only.is_some_and(|id| id != key) {
+                if only.is_some_and(|id| !is_row_of(key.as_bytes(), id)) {
                     return;
                 }
                 let value = m.payload().and_then(|b| {
@@ -193,9 +204,9 @@ pub fn status(config: &Config, only: Option<&str>) -> Result<Vec<Decision>, Oper
             },
         )?;
     }
-    let sorted: BTreeMap<String, Decision> = table
+    let sorted: BTreeMap<(String, crate::engine::Scope), Decision> = table
         .into_values()
-        .map(|d| (d.rollout_id.clone(), d))
+        .map(|d| ((d.rollout_id.clone(), d.scope.clone()), d))
         .collect();
     Ok(sorted.into_values().collect())
 }

@@ -4,7 +4,8 @@
 //!    captured at start ([`super::read::read_range`]) and fold it with
 //!    [`LatestDecisions`] (highest sequence per rollout; a tombstone forgets). Each decision
 //!    carries the event time its phase started, so the window is restored exactly, whatever the
-//!    last decision was (a PAUSE or RESUME included).
+//!    last decision was (a PAUSE or RESUME included). Each scope of a rollout (segments,
+//!    regions) is its own row, restored into its own state machine.
 //! 2. **Windows** from the events topic: re-read partition `p` up to the group's committed
 //!    offset, admitting each record exactly as the live loop did ([`crate::input::admit`]:
 //!    refused records are not counted), recording events without judging (see
@@ -119,7 +120,11 @@ pub fn restore_partition(
     let mut earliest_phase = i64::MAX;
     // The statistical rule's state covers its whole phase, however long: replay from its start.
     let mut earliest_statistical_phase = i64::MAX;
-    for r in engine.rollouts() {
+    // Every scope of a rollout has its own phase start.
+    for r in engine
+        .rollouts()
+        .flat_map(crate::engine::Rollout::with_scopes)
+    {
         let p = r.policy();
         let span = p.monitoring_window_ms + p.evaluation_interval_ms + 2 * p.allowed_lateness_ms;
         max_span = max_span.max(span as i64);

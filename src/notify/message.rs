@@ -19,7 +19,7 @@ pub const SIGNATURE_HEADER: &str = "X-Rollout-Breaker-Signature";
 /// drop repeats. (A rollout retired and started again counts its sequence from 1 anew; the
 /// body's `decided_at_ms` tells its decisions apart from the earlier life's.)
 pub fn idempotency_key(d: &Decision) -> String {
-    format!("{}:{}", d.rollout_id, d.sequence)
+    format!("{}:{}", d.key(), d.sequence)
 }
 
 /// The JSON body posted for `d`.
@@ -87,6 +87,7 @@ mod tests {
             policy_json: None,
             phase_started_at: Some(1_764_221_990_000),
             warning: None,
+            scope: crate::engine::Scope::DEFAULT,
         }
     }
 

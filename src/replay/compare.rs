@@ -93,11 +93,13 @@ impl Divergence {
 /// accepts (a recorded one by itself, a replayed-only one by itself).
 pub fn compare(run: &PartitionRun, selected: &dyn Fn(&Decision) -> bool) -> Comparison {
     let mut report = Comparison::default();
-    let mut by_key: HashMap<(&str, u64), &Decision> = HashMap::new();
-    let mut retired_last: HashMap<&str, bool> = HashMap::new();
+    // Rows of the compacted topic: a rollout's default scope is keyed by its id, its other
+    // scopes by `Decision::key`.
+    let mut by_key: HashMap<(String, u64), &Decision> = HashMap::new();
+    let mut retired_last: HashMap<String, bool> = HashMap::new();
     for d in &run.replayed {
-        retired_last.insert(&d.rollout_id, d.is_tombstone());
-        by_key.insert((&d.rollout_id, d.sequence), d);
+        retired_last.insert(d.key(), d.is_tombstone());
+        by_key.insert((d.key(), d.sequence), d);
     }
     let mut newest_published: HashMap<&str, u64> = HashMap::new();
     for ((r, s), d) in &run.published {
@@ -106,7 +108,7 @@ pub fn compare(run: &PartitionRun, selected: &dyn Fn(&Decision) -> bool) -> Comp
         if !selected(d) {
             continue;
         }
-        match by_key.get(&(r.as_str(), *s)) {
+        match by_key.get(&(r.clone(), *s)) {
             Some(x) if *x == d => report.verified += 1,
             other => report
                 .mismatched
@@ -114,27 +116,23 @@ pub fn compare(run: &PartitionRun, selected: &dyn Fn(&Decision) -> bool) -> Comp
         }
     }
     for ((r, s), d) in &by_key {
-        if run.published.contains_key(&(r.to_string(), *s)) || !selected(d) {
+        if run.published.contains_key(&(r.clone(), *s)) || !selected(d) {
             continue;
         }
-        let newer = newest_published.get(r).is_none_or(|n| s > n);
+        let newer = newest_published.get(r.as_str()).is_none_or(|n| s > n);
         if d.is_tombstone() {
             // Confirmed by a tombstone; once compaction removed it, nothing older remains.
-            if run.tombstones.contains_key(*r) {
+            if run.tombstones.contains_key(r) {
                 report.verified += 1;
-            } else if newer && newest_published.contains_key(r) {
+            } else if newer && newest_published.contains_key(r.as_str()) {
                 report.unpublished.push((*d).clone());
             }
         } else if newer && !retired_last.get(r).copied().unwrap_or(false) {
             report.unpublished.push((*d).clone());
         }
     }
-    report
-        .mismatched
-        .sort_by(|a, b| (&a.0.rollout_id, a.0.sequence).cmp(&(&b.0.rollout_id, b.0.sequence)));
-    report
-        .unpublished
-        .sort_by(|a, b| (&a.rollout_id, a.sequence).cmp(&(&b.rollout_id, b.sequence)));
+    report.mismatched.sort_by_key(|a| (a.0.key(), a.0.sequence));
+    report.unpublished.sort_by_key(|a| (a.key(), a.sequence));
     report
 }
 
@@ -163,6 +161,7 @@ mod tests {
             policy_json: None,
             phase_started_at: None,
             warning: None,
+            scope: crate::engine::Scope::DEFAULT,
         }
     }
 

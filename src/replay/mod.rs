@@ -230,9 +230,10 @@ impl Observer for NoObserver {}
 /// One partition: what the decisions topic holds and what the re-run decided.
 #[derive(Debug, Default)]
 pub struct PartitionRun {
-    /// Recorded decisions by (rollout, sequence).
+    /// Recorded decisions by (row key, sequence): the key is the rollout id for its default
+    /// scope, [`crate::engine::Scope::key`] for the others.
     pub published: HashMap<(String, u64), Decision>,
-    /// Tombstones (RETIRE) per rollout id.
+    /// Tombstones (RETIRE) per row key.
     pub tombstones: HashMap<String, u64>,
     /// Records in the decisions topic (tombstones included).
     pub published_records: u64,
@@ -276,7 +277,7 @@ pub fn run_partition(
             }
             Some(bytes) => {
                 if let Ok(d) = codec::decode_decision_any(bytes) {
-                    run.published.insert((d.rollout_id.clone(), d.sequence), d);
+                    run.published.insert((d.key(), d.sequence), d);
                 }
             }
         }
@@ -304,9 +305,12 @@ pub fn run_partition(
             Ok(Admitted::Command(c)) => {
                 run.commands += 1;
                 observer.command(&c);
-                if let Ok(d) = engine.apply_command(&c) {
-                    observer.decision(&d);
-                    run.replayed.push(d);
+                out.clear();
+                if engine.apply_command_into(&c, &mut out).is_ok() {
+                    for d in out.drain(..) {
+                        observer.decision(&d);
+                        run.replayed.push(d);
+                    }
                 }
             }
             Err(_) => run.refused += 1,

@@ -234,6 +234,71 @@ impl DecisionTable {
         outcome == Outcome::Candidate
     }
 
+    /// [`should_use_new_version`](Self::should_use_new_version) for a request of a user
+    /// `segment` in a `region` (either `None` when unknown): routed by its scope's row when the
+    /// rollout's policy names segments or regions (see [`crate::engine::scope`]); the baseline
+    /// for an unknown rollout, an unknown scope, or while the table is loading or stale. With
+    /// both `None` this is `should_use_new_version`.
+    #[inline]
+    pub fn should_use_new_version_scoped(
+        &self,
+        rollout_id: &str,
+        request_key: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> bool {
+        let s = &*self.shared;
+        let outcome = match s.state() {
+            TableState::Ready => match s.snapshot.load().serves_candidate_scoped(
+                rollout_id,
+                request_key,
+                segment,
+                region,
+            ) {
+                Some(true) => Outcome::Candidate,
+                Some(false) => Outcome::Baseline,
+                None => Outcome::Unknown,
+            },
+            TableState::Loading => Outcome::Loading,
+            TableState::Stale => Outcome::Stale,
+        };
+        s.count(outcome);
+        outcome == Outcome::Candidate
+    }
+
+    /// Like [`should_use_new_version_scoped`](Self::should_use_new_version_scoped), saying
+    /// why.
+    pub fn route_scoped(
+        &self,
+        rollout_id: &str,
+        request_key: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Route {
+        let s = &*self.shared;
+        let (route, outcome) = match s.state() {
+            TableState::Ready => {
+                let r = s
+                    .snapshot
+                    .load()
+                    .lookup_scoped(rollout_id, request_key, segment, region);
+                let o = match (r.reason, r.use_candidate) {
+                    (RouteReason::Split, true) => Outcome::Candidate,
+                    (RouteReason::Split, false) => Outcome::Baseline,
+                    _ => Outcome::Unknown,
+                };
+                (r, o)
+            }
+            TableState::Loading => (
+                Route::baseline(None, RouteReason::Loading),
+                Outcome::Loading,
+            ),
+            TableState::Stale => (Route::baseline(None, RouteReason::Stale), Outcome::Stale),
+        };
+        s.count(outcome);
+        route
+    }
+
     /// Like [`should_use_new_version`](Self::should_use_new_version), saying why and what the
     /// table last knew of the rollout.
     pub fn route(&self, rollout_id: &str, request_key: &str) -> Route {
@@ -276,6 +341,21 @@ impl DecisionTable {
     /// What the table holds for one rollout (whatever the state).
     pub fn entry(&self, rollout_id: &str) -> Option<RouteEntry> {
         self.shared.snapshot.load().get(rollout_id).cloned()
+    }
+
+    /// What the table holds for the scope a request of `segment` in `region` is routed by
+    /// (whatever the state; `None` for an unknown rollout or scope).
+    pub fn entry_scoped(
+        &self,
+        rollout_id: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Option<RouteEntry> {
+        self.shared
+            .snapshot
+            .load()
+            .entry_scoped(rollout_id, segment, region)
+            .cloned()
     }
 
     /// How long ago the table was last known to hold every committed decision (`None` before
@@ -366,6 +446,17 @@ impl Router for DecisionTable {
     #[inline]
     fn should_use_new_version(&self, rollout_id: &str, request_key: &str) -> bool {
         DecisionTable::should_use_new_version(self, rollout_id, request_key)
+    }
+
+    #[inline]
+    fn should_use_new_version_scoped(
+        &self,
+        rollout_id: &str,
+        request_key: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> bool {
+        DecisionTable::should_use_new_version_scoped(self, rollout_id, request_key, segment, region)
     }
 }
 

@@ -11,8 +11,10 @@
 //!   the topic: manual assignment from the beginning, `read_committed`, no group, no commits,
 //!   and swaps a snapshot after each applied batch).
 //!
-//! Fail safe: the baseline serves every request of an unknown rollout, and every request while
-//! the table is loading or stale.
+//! Fail safe: the baseline serves every request of an unknown rollout (or of an unknown scope
+//! of a rollout with segments or regions:
+//! [`DecisionTable::should_use_new_version_scoped`]), and every request while the table is
+//! loading or stale.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rollout_breaker::router::RouterError> {
@@ -56,10 +58,34 @@ pub const CLIENT_ERRORS: &str = "rollout_breaker_router_client_errors_total";
 pub trait Router: Send + Sync {
     /// Whether the candidate serves this request of this rollout.
     fn should_use_new_version(&self, rollout_id: &str, request_key: &str) -> bool;
+
+    /// Whether the candidate serves this request of a user `segment` in a `region` (either
+    /// `None` when unknown); see [`DecisionTable::should_use_new_version_scoped`]. The default
+    /// ignores the scope.
+    fn should_use_new_version_scoped(
+        &self,
+        rollout_id: &str,
+        request_key: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> bool {
+        let _ = (segment, region);
+        self.should_use_new_version(rollout_id, request_key)
+    }
 }
 
 impl<R: Router + ?Sized> Router for std::sync::Arc<R> {
     fn should_use_new_version(&self, rollout_id: &str, request_key: &str) -> bool {
         (**self).should_use_new_version(rollout_id, request_key)
+    }
+
+    fn should_use_new_version_scoped(
+        &self,
+        rollout_id: &str,
+        request_key: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> bool {
+        (**self).should_use_new_version_scoped(rollout_id, request_key, segment, region)
     }
 }

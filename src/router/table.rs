@@ -12,7 +12,7 @@ use hash32::{Hasher as _, Murmur3Hasher};
 use rustc_hash::FxBuildHasher;
 
 use crate::engine::splitter;
-use crate::engine::{Decision, EventTime, Phase, TrafficPercent};
+use crate::engine::{Decision, EventTime, Phase, Scope, TrafficPercent};
 
 /// What the table knows about one rollout: the fields of its latest decision a router needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,9 @@ pub enum RouteReason {
     Split,
     /// The table holds no decision for this rollout: baseline.
     UnknownRollout,
+    /// The rollout has scopes (segments, regions) and none for this request's region, or no
+    /// row for its scope: baseline.
+    UnknownScope,
     /// The initial load has not finished: baseline.
     Loading,
     /// The table is stale: baseline.
@@ -128,6 +131,7 @@ impl RouteReason {
         match self {
             RouteReason::Split => "split",
             RouteReason::UnknownRollout => "unknown",
+            RouteReason::UnknownScope => "unknown_scope",
             RouteReason::Loading => "loading",
             RouteReason::Stale => "stale",
         }
@@ -160,28 +164,70 @@ impl Route {
     }
 }
 
-/// Latest decision per rollout. Keeps the highest `sequence` per rollout; a tombstone (a
-/// record with a key and no value, compaction's delete) removes the rollout.
+/// Latest decision per row: per rollout, and per scope of a rollout whose policy names
+/// segments or regions (keyed by [`Decision::key`]; the rollout's own row by its id). Keeps
+/// the highest `sequence` per row; a tombstone (a record with a key and no value,
+/// compaction's delete) removes the row.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     entries: HashMap<String, Slot, FxBuildHasher>,
+    /// Segments and regions with a row, per rollout that has scoped rows (with row counts).
+    scopes: HashMap<String, Dims, FxBuildHasher>,
+}
+
+/// The segments and regions a rollout's rows name, with how many rows name each.
+#[derive(Debug, Clone, Default)]
+struct Dims {
+    segments: HashMap<String, usize>,
+    regions: HashMap<String, usize>,
+}
+
+impl Dims {
+    fn add(&mut self, scope: &Scope, delta: isize) {
+        for (map, part) in [
+            (&mut self.segments, &scope.segment),
+            (&mut self.regions, &scope.region),
+        ] {
+            if let Some(p) = part {
+                let n = map.entry(p.clone()).or_default();
+                *n = n.saturating_add_signed(delta);
+                if *n == 0 {
+                    map.remove(p);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.regions.is_empty()
+    }
 }
 
 /// An entry and the splitter's hash state after `"{rollout_id}:"`, so a lookup hashes only the
 /// request key (MurmurHash3 is streaming: hashing the prefix once and the key per request
 /// gives the same value as [`splitter::hash`] of both; the tests check it).
+/// The hash is the rollout's, whatever the scope: a request key lands in the same bucket in
+/// every scope, so a user stays on the candidate as any scope's traffic grows.
 #[derive(Debug, Clone)]
 struct Slot {
     entry: RouteEntry,
     prefix: Murmur3Hasher,
+    /// The row's rollout and scope (to keep [`Dims`] right when a tombstone removes it).
+    rollout_id: String,
+    scope: Scope,
 }
 
 impl Slot {
-    fn new(rollout_id: &str, entry: RouteEntry) -> Self {
+    fn new(decision: &Decision, entry: RouteEntry) -> Self {
         let mut prefix = Murmur3Hasher::default();
-        prefix.write(rollout_id.as_bytes());
+        prefix.write(decision.rollout_id.as_bytes());
         prefix.write(b":");
-        Self { entry, prefix }
+        Self {
+            entry,
+            prefix,
+            rollout_id: decision.rollout_id.clone(),
+            scope: decision.scope.clone(),
+        }
     }
 
     #[inline]
@@ -203,25 +249,137 @@ impl Table {
         Self::default()
     }
 
-    /// Applies one decision: kept if its sequence is higher than the held one.
+    /// Applies one decision to its row: kept if its sequence is higher than the held one.
     pub fn apply(&mut self, decision: &Decision) -> Applied {
-        match self.entries.get_mut(decision.rollout_id.as_str()) {
+        let key = if decision.scope.is_default() {
+            std::borrow::Cow::Borrowed(decision.rollout_id.as_str())
+        } else {
+            std::borrow::Cow::Owned(decision.key())
+        };
+        match self.entries.get_mut(&*key) {
             Some(held) if held.entry.sequence >= decision.sequence => Applied::Ignored,
             Some(held) => {
                 held.entry = RouteEntry::from_decision(decision);
                 Applied::Updated
             }
             None => {
-                let slot = Slot::new(&decision.rollout_id, RouteEntry::from_decision(decision));
-                self.entries.insert(decision.rollout_id.clone(), slot);
+                let slot = Slot::new(decision, RouteEntry::from_decision(decision));
+                if !decision.scope.is_default() {
+                    self.scopes
+                        .entry(decision.rollout_id.clone())
+                        .or_default()
+                        .add(&decision.scope, 1);
+                }
+                self.entries.insert(key.into_owned(), slot);
                 Applied::Inserted
             }
         }
     }
 
-    /// Removes a rollout (a tombstone on the compacted topic). Returns whether it was held.
-    pub fn remove(&mut self, rollout_id: &str) -> bool {
-        self.entries.remove(rollout_id).is_some()
+    /// Removes a row (a tombstone on the compacted topic: a rollout's id, or one of its
+    /// scopes' keys). Returns whether it was held.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let Some(slot) = self.entries.remove(key) else {
+            return false;
+        };
+        if !slot.scope.is_default() {
+            if let Some(dims) = self.scopes.get_mut(&slot.rollout_id) {
+                dims.add(&slot.scope, -1);
+                if dims.is_empty() {
+                    self.scopes.remove(&slot.rollout_id);
+                }
+            }
+        }
+        true
+    }
+
+    /// The row a request of `segment` and `region` is routed by, or why there is none:
+    /// a segment no row names joins the rollout's default segment; a region no row names
+    /// joins the default region when the rollout has no region rows, and is an unknown scope
+    /// (baseline) when it has some; a rollout without scoped rows ignores both.
+    fn scoped_slot(
+        &self,
+        rollout_id: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<&Slot, RouteReason> {
+        let Some(dims) = (segment.is_some() || region.is_some())
+            .then(|| self.scopes.get(rollout_id))
+            .flatten()
+        else {
+            return self
+                .entries
+                .get(rollout_id)
+                .ok_or(RouteReason::UnknownRollout);
+        };
+        let segment = segment.filter(|s| dims.segments.contains_key(*s));
+        let region = match region {
+            Some(r) if dims.regions.contains_key(r) => Some(r),
+            Some(_) if !dims.regions.is_empty() => return Err(RouteReason::UnknownScope),
+            _ => None,
+        };
+        let found = if segment.is_none() && region.is_none() {
+            self.entries.get(rollout_id)
+        } else {
+            self.entries
+                .get(&Scope::new(segment, region).key(rollout_id))
+        };
+        found.ok_or(RouteReason::UnknownScope)
+    }
+
+    /// Routes a request of a user `segment` in a `region` (either may be unknown to the
+    /// request), assuming the table is ready: by its scope's row (see [`crate::engine::scope`]),
+    /// the baseline for an unknown rollout or scope. Sticky: a request key's bucket is the
+    /// same in every scope.
+    pub fn lookup_scoped(
+        &self,
+        rollout_id: &str,
+        request_key: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Route {
+        match self.scoped_slot(rollout_id, segment, region) {
+            Err(reason) => Route::baseline(None, reason),
+            Ok(s) => Route {
+                use_candidate: s.serves_candidate(request_key),
+                phase: Some(s.entry.phase),
+                traffic: s.entry.traffic,
+                reason: RouteReason::Split,
+            },
+        }
+    }
+
+    /// [`Table::serves_candidate`] for a request of a `segment` in a `region`; `None` for an
+    /// unknown rollout or scope.
+    #[inline]
+    pub fn serves_candidate_scoped(
+        &self,
+        rollout_id: &str,
+        request_key: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Option<bool> {
+        self.scoped_slot(rollout_id, segment, region)
+            .ok()
+            .map(|s| s.serves_candidate(request_key))
+    }
+
+    /// The entry of the row a request of `segment` in `region` is routed by (see
+    /// [`Table::lookup_scoped`]); `None` for an unknown rollout or scope.
+    pub fn entry_scoped(
+        &self,
+        rollout_id: &str,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Option<&RouteEntry> {
+        self.scoped_slot(rollout_id, segment, region)
+            .ok()
+            .map(|s| &s.entry)
+    }
+
+    /// The entry of one scope of a rollout (its own row for the default scope).
+    pub fn get_scoped(&self, rollout_id: &str, scope: &Scope) -> Option<&RouteEntry> {
+        self.entries.get(&scope.key(rollout_id)).map(|s| &s.entry)
     }
 
     /// The entry of a rollout.
@@ -252,7 +410,7 @@ impl Table {
             .map(|s| s.serves_candidate(request_key))
     }
 
-    /// Number of rollouts held.
+    /// Number of rows held (rollouts, and scopes of rollouts that have them).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -262,7 +420,7 @@ impl Table {
         self.entries.is_empty()
     }
 
-    /// Every rollout and its entry, in no particular order.
+    /// Every row's key and its entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &RouteEntry)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), &v.entry))
     }
@@ -358,6 +516,98 @@ mod tests {
             policy_json: None,
             phase_started_at: None,
             warning: None,
+            scope: crate::engine::Scope::DEFAULT,
+        }
+    }
+
+    fn scoped(
+        id: &str,
+        seq: u64,
+        percent: f64,
+        segment: Option<&str>,
+        region: Option<&str>,
+    ) -> Decision {
+        let to = if percent == 0.0 {
+            Phase::Off
+        } else {
+            Phase::Small
+        };
+        Decision {
+            scope: Scope::new(segment, region),
+            ..decision(id, seq, to, percent)
+        }
+    }
+
+    #[test]
+    fn scoped_rows_route_their_scope_and_unknown_scopes_get_the_baseline() {
+        let mut t = Table::new();
+        t.apply(&decision("r", 3, Phase::Full, 100.0));
+        t.apply(&scoped("r", 2, 100.0, None, Some("eu")));
+        t.apply(&scoped("r", 1, 0.0, None, Some("us")));
+        t.apply(&scoped("r", 1, 0.0, Some("enterprise"), None));
+        t.apply(&scoped("r", 1, 100.0, Some("enterprise"), Some("eu")));
+        assert_eq!(t.len(), 5);
+        fn yes_in(t: &Table, seg: Option<&str>, region: Option<&str>) -> Option<bool> {
+            t.serves_candidate_scoped("r", "k", seg, region)
+        }
+        let yes = |seg, region| yes_in(&t, seg, region);
+        assert_eq!(yes(None, None), Some(true));
+        assert_eq!(yes(None, Some("eu")), Some(true));
+        assert_eq!(yes(None, Some("us")), Some(false), "the waiting wave");
+        assert_eq!(
+            yes(Some("enterprise"), None),
+            Some(false),
+            "a trailing segment"
+        );
+        assert_eq!(yes(Some("enterprise"), Some("eu")), Some(true));
+        // An unnamed segment joins the default segment of its region.
+        assert_eq!(yes(Some("free"), Some("eu")), Some(true));
+        assert_eq!(yes(Some("free"), Some("us")), Some(false));
+        // A region no row names: an unknown scope, served the baseline.
+        let r = t.lookup_scoped("r", "k", None, Some("mars"));
+        assert_eq!(
+            (r.use_candidate, r.reason),
+            (false, RouteReason::UnknownScope)
+        );
+        // A scope whose row is missing (enterprise in us): the baseline.
+        assert_eq!(yes(Some("enterprise"), Some("us")), None);
+        // A rollout without scoped rows ignores segment and region.
+        t.apply(&decision("plain", 1, Phase::Full, 100.0));
+        assert_eq!(
+            t.serves_candidate_scoped("plain", "k", Some("x"), Some("mars")),
+            Some(true)
+        );
+        assert_eq!(
+            t.lookup_scoped("none", "k", None, Some("eu")).reason,
+            RouteReason::UnknownRollout
+        );
+        // Tombstones remove rows one at a time; the last region row gone, regions are ignored.
+        assert!(t.remove("r#region=us"));
+        assert!(t.remove("r#region=eu"));
+        assert!(t.remove("r#segment=enterprise#region=eu"));
+        assert_eq!(yes_in(&t, None, Some("mars")), Some(true));
+        assert_eq!(yes_in(&t, Some("enterprise"), None), Some(false));
+        assert_eq!(
+            t.get_scoped("r", &Scope::new(Some("enterprise"), None))
+                .unwrap()
+                .sequence,
+            1
+        );
+    }
+
+    #[test]
+    fn the_split_is_sticky_across_scopes() {
+        let mut t = Table::new();
+        t.apply(&scoped("r", 1, 5.0, None, Some("eu")));
+        t.apply(&scoped("r", 1, 20.0, None, Some("us")));
+        for i in 0..2_000 {
+            let key = format!("user-{i}");
+            if t.serves_candidate_scoped("r", &key, None, Some("eu")) == Some(true) {
+                assert_eq!(
+                    t.serves_candidate_scoped("r", &key, None, Some("us")),
+                    Some(true)
+                );
+            }
         }
     }
 

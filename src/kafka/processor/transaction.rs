@@ -134,17 +134,20 @@ impl Processor {
                     Ok(())
                 }
                 // Read back from the events partition: the command's place among the events.
-                Ok(Admitted::Command(c)) if is_events => match state
-                    .expect("events partitions are owned")
-                    .engine
-                    .apply_command(&c)
-                {
-                    Ok(d) => {
-                        decisions.push((p, d));
-                        Ok(())
+                Ok(Admitted::Command(c)) if is_events => {
+                    scratch.clear();
+                    match state
+                        .expect("events partitions are owned")
+                        .engine
+                        .apply_command_into(&c, &mut scratch)
+                    {
+                        Ok(()) => {
+                            decisions.extend(scratch.drain(..).map(|d| (p, d)));
+                            Ok(())
+                        }
+                        Err(e) => Err(("refused_command", e.to_string())),
                     }
-                    Err(e) => Err(("refused_command", e.to_string())),
-                },
+                }
                 // From the commands topic: relayed into the events partition (input::RELAY).
                 Ok(Admitted::Command(_)) => {
                     let offset = m.offset().to_string();
@@ -179,9 +182,11 @@ impl Processor {
         executions.emit();
         let topic = self.config.topics.decisions.clone();
         for (p, d) in &decisions {
-            let record = BaseRecord::to(&topic)
-                .partition(*p)
-                .key(d.rollout_id.as_bytes());
+            // Every scope of a rollout is its own compacted row, in the rollout's partition
+            // `p` (co-partitioned with its events and commands); the default scope keeps the
+            // rollout id as key.
+            let key = d.key();
+            let record = BaseRecord::to(&topic).partition(*p).key(key.as_bytes());
             if d.is_tombstone() {
                 // RETIRE: no value, so compaction and every router forget the rollout.
                 self.send(record)?;
@@ -248,6 +253,16 @@ impl Processor {
             metrics::counter!(observe::LATE_EVENTS).increment(late - self.late_seen);
         }
         self.late_seen = late;
+        let outside: u64 = self
+            .partitions
+            .values()
+            .map(|s| s.engine.counters().out_of_scope_events)
+            .sum();
+        if outside > self.out_of_scope_seen {
+            metrics::counter!(observe::OUT_OF_SCOPE_EVENTS)
+                .increment(outside - self.out_of_scope_seen);
+        }
+        self.out_of_scope_seen = outside;
         // Phases change only with a published decision.
         self.update_rollouts_gauge(!decisions.is_empty());
         Ok(())

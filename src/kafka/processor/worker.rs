@@ -49,6 +49,8 @@ pub struct Processor {
     pub(super) health: Arc<Health>,
     pub(super) dead_letters: DeadLetterRatio,
     pub(super) late_seen: u64,
+    /// Out-of-scope events counted so far (see `late_seen`).
+    pub(super) out_of_scope_seen: u64,
     pub(super) buf: Vec<u8>,
     pub(super) admission: AdmissionRules,
     /// Webhook queues committed decisions are offered to (none by default).
@@ -132,6 +134,7 @@ impl Processor {
                 window,
             },
             late_seen: 0,
+            out_of_scope_seen: 0,
             buf: Vec::with_capacity(1024),
             admission,
             notify: NotifyQueue::default(),
