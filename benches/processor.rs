@@ -11,7 +11,7 @@
 //! can be changed with `RB_BENCH_EVENTS`, `RB_BENCH_ROLLOUTS`, `RB_BENCH_TRIALS`,
 //! `RB_BENCH_RESTORE_ROLLOUTS` and `RB_BENCH_RESTORE_EVENTS`. `RB_BENCH_DEAD_WEBHOOK=1`
 //! configures every processor with a webhook that never answers; `RB_BENCH_DECODE_THREADS=N`
-//! sets `processing.decode_threads` (1: decode on the loop's thread only).
+//! sets `processing.decode_threads` (0: a thread per core).
 //!
 //! 1. **Throughput.** N events (JSON, ~1000 rollouts played by [`sim`] scenarios in a closed
 //!    loop, event times 100 ms apart per rollout) are produced into a 6-partition topic before
@@ -113,7 +113,7 @@ fn fresh_config(bootstrap: &str, section: &str, policy: Policy) -> Config {
     c.topics.partitions = PARTITIONS;
     c.http.listen = None;
     c.policy = policy;
-    // `RB_BENCH_DECODE_THREADS=1` decodes on the loop's thread only (default: the config's).
+    // `RB_BENCH_DECODE_THREADS=N` sets `processing.decode_threads` (default: the config's, 1).
     if let Ok(n) = std::env::var("RB_BENCH_DECODE_THREADS") {
         c.processing.decode_threads = n.trim().parse().unwrap_or_else(|_| {
             eprintln!("error: RB_BENCH_DECODE_THREADS={n:?} is not a whole number");

@@ -35,6 +35,9 @@ pub fn config(bootstrap: &str, partitions: i32) -> Config {
     c.topics.partitions = partitions;
     c.http.listen = None;
     c.processing.max_batch_ms = 20;
+    // The parallel decode path (off by default) runs here whenever a batch is large enough:
+    // these tests compare the decisions with the in-memory engine's.
+    c.processing.decode_threads = 0;
     // These tests check the processor's mechanics against the seed's scenarios, whose expected
     // phase paths are the threshold rule's; tests/processor_statistical.rs and the chaos suite
     // run the default (statistical) rule.
