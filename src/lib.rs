@@ -8,9 +8,9 @@
 //!
 //! # Layout
 //!
-//! - [`engine`]: the pure core (sans-IO). Policy, windows, watchdog, rollout state machine,
-//!   scopes (segments and regions: a breaker per scope, region waves, blast radius) and
-//!   splitter. No tokio, no rdkafka, no clock: time comes from the events.
+//! - [`engine`]: the pure core (sans-IO). Policy, windows (with an inline latency histogram
+//!   per bucket), watchdog, rollout state machine, scopes (segments and regions: a breaker per
+//!   scope, region waves, blast radius) and splitter. No tokio, no rdkafka, no clock: time comes from the events.
 //! - [`controller`]: the seed's embedded, single-process API (`Controller`) with JSON state
 //!   persistence, for use without Kafka.
 //! - [`codec`]: Avro (single-object and Confluent framing) and JSON encodings of the records
@@ -49,6 +49,8 @@
 //! [`router`], [`agent`], [`codec`], [`engine`], [`config`], [`input`] — without clap, axum,
 //! the Prometheus exporter or the processor (`kafka`, `observe`, `controller`, `sim`,
 //! `fleet`, `demo`, `replay`, `console`, and `notify`'s delivery, which need `processor`; `cli` needs `cli`).
+//! `tls` links librdkafka with OpenSSL (`SSL`, `SASL_SSL`, SCRAM); without it a TLS
+//! `security.protocol` is refused by the config's validation, saying how to build with it.
 #![warn(missing_docs)]
 // The layout above names every module; without the default features some are not built.
 #![cfg_attr(not(feature = "cli"), allow(rustdoc::broken_intra_doc_links))]
