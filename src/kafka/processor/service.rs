@@ -240,6 +240,11 @@ pub async fn run(
             return Ok(());
         }
     }
+    // The transactional producer needs no topic: initialise it while the topics are checked.
+    let producer = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || Processor::transactional_producer(&config)
+    });
     let mut backoff = Duration::from_secs(1);
     loop {
         tokio::select! {
@@ -275,7 +280,11 @@ pub async fn run(
     let id = config.transactional_id();
     let queue = notifier.queue();
     let mut worker = tokio::task::spawn_blocking(move || {
-        let processor = Processor::new(config, loop_health)?.with_notifications(queue);
+        let producer = tokio::runtime::Handle::current()
+            .block_on(producer)
+            .expect("transactional producer task panicked")?;
+        let processor =
+            Processor::with_producer(config, loop_health, producer)?.with_notifications(queue);
         processor.run(&loop_stop)
     });
     let result = tokio::select! {

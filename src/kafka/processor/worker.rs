@@ -65,6 +65,39 @@ pub(super) struct Input<'c> {
 impl Processor {
     /// Connects the consumer (subscribed to events and commands) and the transactional producer.
     pub fn new(config: Config, health: Arc<Health>) -> Result<Self, ProcessorError> {
+        let producer = Self::transactional_producer(&config)?;
+        Self::with_producer(config, health, producer)
+    }
+
+    /// The transactional producer of this instance (`transactional.id` =
+    /// [`Config::transactional_id`]), its transactions initialised (which fences an older
+    /// instance with the same id). Needs no topic, so [`run`](super::run) starts it while
+    /// the topics are checked: the two take a few hundred ms each.
+    pub fn transactional_producer(config: &Config) -> Result<BaseProducer, ProcessorError> {
+        let timeout = config.processing.transaction_timeout_ms.to_string();
+        let producer: BaseProducer = client_config_with_defaults(
+            &config.kafka,
+            &[("linger.ms", "1")],
+            &[
+                ("transactional.id", &config.transactional_id()),
+                ("enable.idempotence", "true"),
+                ("transaction.timeout.ms", &timeout),
+            ],
+        )
+        .create()?;
+        producer.init_transactions(Duration::from_millis(
+            config.processing.transaction_timeout_ms,
+        ))?;
+        Ok(producer)
+    }
+
+    /// [`new`](Self::new) with a producer from
+    /// [`transactional_producer`](Self::transactional_producer).
+    pub fn with_producer(
+        config: Config,
+        health: Arc<Health>,
+        producer: BaseProducer,
+    ) -> Result<Self, ProcessorError> {
         let log = Arc::new(Mutex::new(RebalanceLog::default()));
         let ctx = Ctx {
             log: log.clone(),
@@ -105,20 +138,6 @@ impl Processor {
             topic: config.topics.events.clone(),
         })?;
         let admission = config.admission_rules(partitions);
-        let timeout = config.processing.transaction_timeout_ms.to_string();
-        let producer: BaseProducer = client_config_with_defaults(
-            &config.kafka,
-            &[("linger.ms", "1")],
-            &[
-                ("transactional.id", &config.transactional_id()),
-                ("enable.idempotence", "true"),
-                ("transaction.timeout.ms", &timeout),
-            ],
-        )
-        .create()?;
-        producer.init_transactions(Duration::from_millis(
-            config.processing.transaction_timeout_ms,
-        ))?;
         let window = config.processing.dead_letter_window;
         Ok(Self {
             config,
