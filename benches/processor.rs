@@ -378,6 +378,51 @@ fn throughput_events(n: usize, rollouts: usize, policy: &Policy) -> Vec<Executio
     events
 }
 
+/// Creates `config`'s topics and produces the throughput workload (`n` events of `rollouts`
+/// rollouts) into its events topic; returns the partitions' high watermarks, which add up
+/// to `n`.
+fn produce_workload(
+    rt: &Runtime,
+    bootstrap: &str,
+    config: &Config,
+    n: usize,
+    rollouts: usize,
+) -> Vec<i64> {
+    rt.block_on(ensure_topics(config)).expect("create topics");
+    let t = Instant::now();
+    let events = throughput_events(n, rollouts, &config.policy);
+    let generated = t.elapsed();
+    let t = Instant::now();
+    let p = producer(bootstrap, "5");
+    produce_events(
+        &p,
+        &config.topics.events,
+        &events,
+        config.topics.events_encoding,
+    );
+    let produced = t.elapsed();
+    let bytes: usize = events
+        .iter()
+        .take(SIZE_SAMPLE)
+        .map(|e| codec::encode_event(e, config.topics.events_encoding).len())
+        .sum();
+    drop(events);
+    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
+    let high = high_watermarks(&meta, &config.topics.events);
+    let total: i64 = high.iter().sum();
+    assert_eq!(
+        total as usize, n,
+        "high watermarks {high:?} do not add up to {n}"
+    );
+    println!(
+        "  generated in {:.1} s, produced in {:.1} s (~{} B/event); per partition {high:?}",
+        generated.as_secs_f64(),
+        produced.as_secs_f64(),
+        bytes / SIZE_SAMPLE.min(n).max(1)
+    );
+    high
+}
+
 struct Drain {
     total: Duration,
     /// From the first record seen (first commit, for the processor) to the last.
@@ -516,39 +561,7 @@ fn throughput(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
         config.policy.min_samples_per_phase,
         config.policy.initial_phase,
     );
-    rt.block_on(ensure_topics(&config)).expect("create topics");
-    let t = Instant::now();
-    let events = throughput_events(n, rollouts, &config.policy);
-    let generated = t.elapsed();
-    let t = Instant::now();
-    let p = producer(bootstrap, "5");
-    produce_events(
-        &p,
-        &config.topics.events,
-        &events,
-        config.topics.events_encoding,
-    );
-    let produced = t.elapsed();
-    let bytes: usize = events
-        .iter()
-        .take(SIZE_SAMPLE)
-        .map(|e| codec::encode_event(e, config.topics.events_encoding).len())
-        .sum();
-    drop(events);
-    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
-    let high = high_watermarks(&meta, &config.topics.events);
-    let total: i64 = high.iter().sum();
-    assert_eq!(
-        total as usize, n,
-        "high watermarks {high:?} do not add up to {n}"
-    );
-    println!(
-        "  generated in {:.1} s, produced in {:.1} s (~{} B/event); per partition {high:?}",
-        generated.as_secs_f64(),
-        produced.as_secs_f64(),
-        bytes / SIZE_SAMPLE.min(n).max(1)
-    );
-
+    let high = produce_workload(rt, bootstrap, &config, n, rollouts);
     let plain = plain_consume(bootstrap, &config.topics.events, n as u64);
     let proc = processor_drain(rt, &config, &high, 1);
     comparison_rows(
@@ -1275,18 +1288,7 @@ fn scale_out(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>) {
          drained by one instance, then by two instances of a fresh group; then a second instance \
          joins one that is processing steady traffic"
     );
-    rt.block_on(ensure_topics(&config)).expect("create topics");
-    let events = throughput_events(n, rollouts, &config.policy);
-    let p = producer(bootstrap, "5");
-    produce_events(
-        &p,
-        &config.topics.events,
-        &events,
-        config.topics.events_encoding,
-    );
-    drop(events);
-    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
-    let high = high_watermarks(&meta, &config.topics.events);
+    let high = produce_workload(rt, bootstrap, &config, n, rollouts);
     let one = processor_drain(rt, &config, &high, 1);
     let mut two_config = config.clone();
     two_config.kafka.group_id = unique_name("rb-bench-scale-two");
@@ -1602,23 +1604,7 @@ fn streams(rt: &Runtime, bootstrap: &str, rows: &mut Vec<Row>, asked: bool) {
          commit.interval.ms=100, 10 s windows + 5 s grace, 5-min rolling threshold decision; \
          application.id {app_id})"
     );
-    rt.block_on(ensure_topics(&config)).expect("create topics");
-    let events = throughput_events(n, rollouts, &config.policy);
-    let p = producer(bootstrap, "5");
-    produce_events(
-        &p,
-        &config.topics.events,
-        &events,
-        config.topics.events_encoding,
-    );
-    drop(events);
-    let meta = reader(bootstrap, &unique_name("rb-bench-meta"), "read_committed");
-    let high = high_watermarks(&meta, &config.topics.events);
-    assert_eq!(
-        high.iter().sum::<i64>() as usize,
-        n,
-        "high watermarks {high:?}"
-    );
+    let high = produce_workload(rt, bootstrap, &config, n, rollouts);
 
     let proc = processor_drain(rt, &config, &high, 1);
     let kstreams = streams_drain(&classpath, &config, &streams_decisions, &app_id, &high);
