@@ -266,38 +266,30 @@ impl DecisionTable {
         segment: Option<&str>,
         region: Option<&str>,
     ) -> Route {
-        let s = &*self.shared;
-        let (route, outcome) = match s.state() {
-            TableState::Ready => {
-                let r = s
-                    .snapshot
-                    .load()
-                    .lookup_scoped(rollout_id, request_key, segment, region);
-                let o = match (r.reason, r.use_candidate) {
-                    (RouteReason::Split, true) => Outcome::Candidate,
-                    (RouteReason::Split, false) => Outcome::Baseline,
-                    _ => Outcome::Unknown,
-                };
-                (r, o)
-            }
-            TableState::Loading => (
-                Route::baseline(None, RouteReason::Loading),
-                Outcome::Loading,
-            ),
-            TableState::Stale => (Route::baseline(None, RouteReason::Stale), Outcome::Stale),
-        };
-        s.count(outcome);
-        route
+        self.route_with(
+            |t| t.lookup_scoped(rollout_id, request_key, segment, region),
+            |_| None,
+        )
     }
 
     /// Like [`should_use_new_version`](Self::should_use_new_version), saying why and what the
     /// table last knew of the rollout.
     pub fn route(&self, rollout_id: &str, request_key: &str) -> Route {
+        self.route_with(|t| t.lookup(rollout_id, request_key), |t| t.get(rollout_id))
+    }
+
+    /// The route of a ready table (`lookup`), or the baseline with what the table last knew
+    /// (`last_known`) while it is loading or stale; counted by outcome.
+    fn route_with(
+        &self,
+        lookup: impl FnOnce(&Table) -> Route,
+        last_known: impl for<'t> FnOnce(&'t Table) -> Option<&'t RouteEntry>,
+    ) -> Route {
         let s = &*self.shared;
         let snapshot = s.snapshot.load();
         let (route, outcome) = match s.state() {
             TableState::Ready => {
-                let r = snapshot.lookup(rollout_id, request_key);
+                let r = lookup(&snapshot);
                 let o = match (r.reason, r.use_candidate) {
                     (RouteReason::Split, true) => Outcome::Candidate,
                     (RouteReason::Split, false) => Outcome::Baseline,
@@ -306,11 +298,11 @@ impl DecisionTable {
                 (r, o)
             }
             TableState::Loading => (
-                Route::baseline(snapshot.get(rollout_id), RouteReason::Loading),
+                Route::baseline(last_known(&snapshot), RouteReason::Loading),
                 Outcome::Loading,
             ),
             TableState::Stale => (
-                Route::baseline(snapshot.get(rollout_id), RouteReason::Stale),
+                Route::baseline(last_known(&snapshot), RouteReason::Stale),
                 Outcome::Stale,
             ),
         };
