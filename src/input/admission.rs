@@ -127,21 +127,17 @@ pub fn admit(rules: &AdmissionRules, record: &RecordView<'_>) -> Result<Admitted
         ));
     };
     let is_command = record.topic == InputTopic::Commands || record.relayed_command;
-    let (rollout_id, own_time, admitted) = match is_command {
-        false => {
-            let e = ExecutionEvent::decode_with(payload, rules.events_encoding, &rules.schema_ids)
-                .map_err(|e| Refusal::new(e.reason(), e.to_string()))?;
-            (e.rollout_id.clone(), e.timestamp, Admitted::Event(e))
-        }
-        true => {
-            let c = Command::decode_with(payload, rules.commands_encoding, &rules.schema_ids)
-                .map_err(|e| Refusal::new(e.reason(), e.to_string()))?;
-            (
-                c.rollout_id.clone(),
-                c.timestamp,
-                Admitted::Command(Box::new(c)),
-            )
-        }
+    let admitted = match is_command {
+        false => ExecutionEvent::decode_with(payload, rules.events_encoding, &rules.schema_ids)
+            .map(Admitted::Event),
+        true => Command::decode_with(payload, rules.commands_encoding, &rules.schema_ids)
+            .map(|c| Admitted::Command(Box::new(c))),
+    }
+    .map_err(|e| Refusal::new(e.reason(), e.to_string()))?;
+    // Checked against the decoded record in place: the hot path copies no string for them.
+    let (rollout_id, own_time) = match &admitted {
+        Admitted::Event(e) => (e.rollout_id.as_str(), e.timestamp),
+        Admitted::Command(c) => (c.rollout_id.as_str(), c.timestamp),
     };
     if key != rollout_id.as_bytes() {
         return Err(Refusal::new(

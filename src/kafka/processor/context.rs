@@ -1,7 +1,8 @@
 //! The clients' contexts: rebalance notifications for the loop, lag from statistics, and
 //! whether the cluster can be reached (librdkafka's error callback and broker states).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -17,6 +18,38 @@ use crate::observe::{self, BrokerConnected, BrokerUnreachable, Health};
 pub(super) struct RebalanceLog {
     pub(super) assigned: Vec<(String, i32)>,
     pub(super) revoked: Vec<(String, i32)>,
+}
+
+/// Whether a transaction's commit is running on its own thread (see
+/// [`super::transaction`]). A revocation waits for it: partitions are never revoked while a
+/// transaction of theirs is open.
+#[derive(Default)]
+pub(super) struct CommitGate {
+    busy: Mutex<bool>,
+    done: Condvar,
+}
+
+impl CommitGate {
+    /// A commit starts.
+    pub(super) fn enter(&self) {
+        *self.busy.lock().expect("commit gate") = true;
+    }
+
+    /// The commit has ended (committed or failed).
+    pub(super) fn leave(&self) {
+        *self.busy.lock().expect("commit gate") = false;
+        self.done.notify_all();
+    }
+
+    /// Waits until no commit runs, at most `limit` (a commit is bounded by the transaction
+    /// timeout; a failed one is aborted by the loop).
+    pub(super) fn wait(&self, limit: Duration) {
+        let busy = self.busy.lock().expect("commit gate");
+        let _ = self
+            .done
+            .wait_timeout_while(busy, limit, |busy| *busy)
+            .expect("commit gate");
+    }
 }
 
 /// Reports the cluster connection of one client to the log, `/healthz` and the
@@ -76,6 +109,10 @@ pub(super) struct Ctx {
     pub(super) log: Arc<Mutex<RebalanceLog>>,
     pub(super) events_topic: String,
     pub(super) broker: BrokerWatch,
+    /// The loop's commit in flight, which a revocation waits for.
+    pub(super) commits: Arc<CommitGate>,
+    /// Longest a revocation waits for it (the transaction timeout).
+    pub(super) commit_limit: Duration,
 }
 
 /// Lag of one partition from librdkafka's statistics: the end a `read_committed` reader can
@@ -141,6 +178,8 @@ fn tpl_entries(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            // The previous batch's commit may still run while the loop polls the next one.
+            self.commits.wait(self.commit_limit);
             self.log
                 .lock()
                 .expect("rebalance log")

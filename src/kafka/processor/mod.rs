@@ -15,8 +15,11 @@
 //! - **Blocking calls stay off the async executor.** The whole loop runs on a blocking thread
 //!   (`spawn_blocking`) with librdkafka's synchronous consumer and producer; the async side
 //!   only serves HTTP and waits for signals.
-//! - **Rebalance.** The consumer is only polled between transactions, so partitions are never
-//!   revoked with a transaction open. Revoked partitions' engines are parked; if the partition
+//! - **Pipelined commit.** A batch's commit (delivery, offsets, end of transaction) runs on a
+//!   thread of its own while the loop polls and decodes the next batch; the next transaction
+//!   begins only when that commit has ended.
+//! - **Rebalance.** A revocation waits in the rebalance callback for the commit in flight, so
+//!   partitions are never revoked with a transaction open. Revoked partitions' engines are parked; if the partition
 //!   comes back and the group's committed offsets are still the ones this instance committed,
 //!   the parked state is reused, otherwise it is restored ([`super::restore`]). The `range`
 //!   assignor is the default because it keeps events-p and commands-p on the same instance.

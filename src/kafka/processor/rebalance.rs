@@ -34,6 +34,9 @@ impl Processor {
         if assigned.is_empty() && revoked.is_empty() {
             return Ok(());
         }
+        // The previous batch's commit has ended (a revocation waits for it in the callback):
+        // book it before parking, reusing or restoring, which compare committed offsets.
+        self.finish_commit()?;
         for (topic, p) in &revoked {
             if *topic == self.config.topics.events {
                 if let Some(state) = self.partitions.remove(p) {

@@ -1,12 +1,22 @@
 //! One batch, one Kafka transaction: apply every record to its partition's engine, produce
 //! decisions and dead letters, send the input offsets, commit.
+//!
+//! The commit's broker round trips (delivery of the batch's records, the offsets, the end of
+//! the transaction) run on a thread of their own while the loop polls and decodes the next
+//! batch; the next transaction begins only once that commit has ended, so transactions stay
+//! one after the other and each holds exactly its batch's output and offsets. Applying a
+//! record needs its transaction open (refusals are produced into it), so decoding is what
+//! overlaps, not applying. What follows a commit (committed offsets, webhooks, metrics) runs
+//! on the loop when it collects the commit ([`Processor::finish_commit`]).
 
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::error;
 
@@ -29,14 +39,15 @@ const PARALLEL_ADMIT_MIN: usize = 2_048;
 /// Admits (decodes and checks) every record of `batch`, in batch order. Admission is a pure
 /// function of the record, so large batches are split across `threads` threads (this thread
 /// takes the first share) and the results are the same, in the same order, as one thread's: the
-/// records are then applied one by one, in order, as before.
+/// records are then applied one by one, in order, as before. Each result comes with the
+/// record's topic (read once: librdkafka's topic name is a C string to measure and check).
 fn admit_all<T: Sync, M: Message>(
     rules: &AdmissionRules,
     events_topic: &str,
     batch: &[T],
     msg: fn(&T) -> &M,
     threads: usize,
-) -> Vec<Result<Admitted, Refusal>> {
+) -> Vec<(InputTopic, Result<Admitted, Refusal>)> {
     let admit_one = |item: &T| {
         let m = msg(item);
         let topic = if m.topic() == events_topic {
@@ -44,7 +55,7 @@ fn admit_all<T: Sync, M: Message>(
         } else {
             InputTopic::Commands
         };
-        admit(rules, &record_view(m, topic))
+        (topic, admit(rules, &record_view(m, topic)))
     };
     if threads <= 1 || batch.len() < PARALLEL_ADMIT_MIN {
         return batch.iter().map(admit_one).collect();
@@ -64,12 +75,65 @@ fn admit_all<T: Sync, M: Message>(
     })
 }
 
+/// Next input offsets of a batch, per (events topic?, partition).
+type NextOffsets = FxHashMap<(bool, i32), i64>;
+
+/// A batch's records admitted or refused, in order, with their topics.
+pub(super) type Admissions = Vec<(InputTopic, Result<Admitted, Refusal>)>;
+
+/// A transaction whose records are all produced, its commit running on its own thread.
+pub(super) struct Committing {
+    commit: JoinHandle<Result<(), KafkaError>>,
+    next: NextOffsets,
+    /// Its decisions, offered to webhooks once committed.
+    decisions: Vec<(i32, Decision)>,
+}
+
+impl Committing {
+    /// Waits for the commit; a failed one is aborted here.
+    pub(super) fn finish(
+        self,
+        producer: &BaseProducer,
+        timeout: Duration,
+    ) -> Result<(NextOffsets, Vec<(i32, Decision)>), KafkaError> {
+        match self.commit.join().expect("commit thread panicked") {
+            Ok(()) => Ok((self.next, self.decisions)),
+            Err(e) => {
+                if let Err(abort) = producer.abort_transaction(timeout) {
+                    error!(error = %abort, "Aborting the transaction failed too.");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Processor {
-    /// Processes `batch` in one transaction.
-    pub(super) fn process_batch(&mut self, batch: &[Input<'_>]) -> Result<(), ProcessorError> {
+    /// Decodes and checks every record of `batch` (no transaction needed).
+    pub(super) fn admit_batch(&self, batch: &[Input<'_>]) -> Admissions {
+        admit_all(
+            &self.admission,
+            &self.config.topics.events,
+            batch,
+            |input| &input.msg,
+            self.config.processing.decode_threads(),
+        )
+    }
+
+    /// Processes `batch` (admitted by [`admit_batch`](Self::admit_batch)) in one transaction,
+    /// once the previous one has committed; leaves its commit running.
+    pub(super) fn process_batch(
+        &mut self,
+        batch: &[Input<'_>],
+        admissions: Admissions,
+    ) -> Result<(), ProcessorError> {
+        self.finish_commit()?;
         self.producer.begin_transaction()?;
-        match self.process_in_transaction(batch) {
-            Ok(()) => Ok(()),
+        match self.process_in_transaction(batch, admissions) {
+            Ok(committing) => {
+                self.committing = Some(committing);
+                Ok(())
+            }
             Err(e) => {
                 if let Err(abort) = self.producer.abort_transaction(self.txn_timeout()) {
                     error!(error = %abort, "Aborting the transaction failed too.");
@@ -79,24 +143,48 @@ impl Processor {
         }
     }
 
-    fn process_in_transaction(&mut self, batch: &[Input<'_>]) -> Result<(), ProcessorError> {
+    /// Waits for the commit in flight, if any, and does what follows it.
+    pub(super) fn finish_commit(&mut self) -> Result<(), ProcessorError> {
+        let Some(committing) = self.committing.take() else {
+            return Ok(());
+        };
+        let (next, decisions) = committing.finish(&self.producer, self.txn_timeout())?;
+        metrics::counter!(observe::TRANSACTIONS).increment(1);
+        for ((is_events, p), o) in next {
+            // A revoked partition is parked with its state: its offsets are ours all the same.
+            let state = self.partitions.get_mut(&p).or(self.parked.get_mut(&p));
+            if let Some(s) = state {
+                if is_events {
+                    s.committed.0 = Some(o);
+                } else {
+                    s.committed.1 = Some(o);
+                }
+            }
+        }
+        // Only now, with the transaction committed: a webhook never hears of an aborted
+        // decision. `offer` never waits (a full queue drops and counts).
+        for (p, d) in &decisions {
+            DecisionPublished(d, *p).emit();
+            self.notify.offer(d);
+        }
+        Ok(())
+    }
+
+    fn process_in_transaction(
+        &mut self,
+        batch: &[Input<'_>],
+        admissions: Admissions,
+    ) -> Result<Committing, ProcessorError> {
         let in_flight_before = self.producer.in_flight_count();
-        let mut next: FxHashMap<(bool, i32), i64> = FxHashMap::default();
+        let mut next = NextOffsets::default();
         let mut decisions: Vec<(i32, Decision)> = Vec::new();
         let mut scratch = Vec::new();
         let (mut events_in, mut commands_in) = (0u64, 0u64);
         let mut executions = observe::ExecutionTally::default();
-        let admissions = admit_all(
-            &self.admission,
-            &self.config.topics.events,
-            batch,
-            |input| &input.msg,
-            self.config.processing.decode_threads(),
-        );
-        for (input, admitted) in batch.iter().zip(admissions) {
+        for (input, (topic, admitted)) in batch.iter().zip(admissions) {
             let m = &input.msg;
             let p = m.partition();
-            let is_events = m.topic() == self.config.topics.events;
+            let is_events = topic == InputTopic::Events;
             next.insert((is_events, p), m.offset() + 1);
             if is_events {
                 events_in += 1;
@@ -198,17 +286,6 @@ impl Processor {
             self.send(record.payload(&payload))?;
             self.buf = payload;
         }
-        // librdkafka does not wake the partition leader's thread when a partition's
-        // registration in the transaction completes, so the first records of a transaction
-        // would wait for that thread's next periodic wake-up (~100 ms here). Every flush call
-        // wakes the broker threads: poke them until the records are out.
-        // `in_flight_count` also counts queued client events (log lines, errors) that a flush
-        // may leave: wait for this batch's records only, and never long (the commit below
-        // waits for delivery anyway; this only saves librdkafka's periodic wake-up).
-        let deadline = Instant::now() + POKE_LIMIT;
-        while self.producer.in_flight_count() > in_flight_before && Instant::now() < deadline {
-            let _ = self.producer.flush(Duration::from_millis(2));
-        }
         // A flood stops the processor before this batch commits: the batch is aborted, so
         // neither its dead letters nor its offsets are kept and a restart sees the same input.
         self.check_dead_letter_flood()?;
@@ -225,25 +302,7 @@ impl Processor {
             .consumer
             .group_metadata()
             .ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::State))?;
-        self.producer
-            .send_offsets_to_transaction(&offsets, &meta, self.txn_timeout())?;
-        self.producer.commit_transaction(self.txn_timeout())?;
-        metrics::counter!(observe::TRANSACTIONS).increment(1);
-        for ((is_events, p), o) in next {
-            if let Some(s) = self.partitions.get_mut(&p) {
-                if is_events {
-                    s.committed.0 = Some(o);
-                } else {
-                    s.committed.1 = Some(o);
-                }
-            }
-        }
-        // Only now, with the transaction committed: a webhook never hears of an aborted
-        // decision. `offer` never waits (a full queue drops and counts).
-        for (p, d) in &decisions {
-            DecisionPublished(d, *p).emit();
-            self.notify.offer(d);
-        }
+        // Counters the engines keep; read now, before the next batch is applied.
         let late: u64 = self
             .partitions
             .values()
@@ -265,7 +324,37 @@ impl Processor {
         self.out_of_scope_seen = outside;
         // Phases change only with a published decision.
         self.update_rollouts_gauge(!decisions.is_empty());
-        Ok(())
+        let producer = Arc::clone(&self.producer);
+        let timeout = self.txn_timeout();
+        let gate = Arc::clone(&self.commits);
+        gate.enter();
+        let commit = std::thread::Builder::new()
+            .name("rb-commit".into())
+            .spawn(move || {
+                // librdkafka does not wake the partition leader's thread when a partition's
+                // registration in the transaction completes, so the first records of a
+                // transaction would wait for that thread's next periodic wake-up (~100 ms
+                // here). Every flush call wakes the broker threads: poke them until the
+                // records are out. `in_flight_count` also counts queued client events (log
+                // lines, errors) that a flush may leave: wait for this batch's records only,
+                // and never long (the commit waits for delivery anyway; this only saves
+                // librdkafka's periodic wake-up).
+                let deadline = Instant::now() + POKE_LIMIT;
+                while producer.in_flight_count() > in_flight_before && Instant::now() < deadline {
+                    let _ = producer.flush(Duration::from_millis(2));
+                }
+                let result = producer
+                    .send_offsets_to_transaction(&offsets, &meta, timeout)
+                    .and_then(|()| producer.commit_transaction(timeout));
+                gate.leave();
+                result
+            })
+            .expect("the OS refused a thread for the commit");
+        Ok(Committing {
+            commit,
+            next,
+            decisions,
+        })
     }
 
     pub(super) fn send<'a>(
@@ -339,7 +428,7 @@ mod tests {
         let rules = Config::default().admission_rules(6);
         let batch = records(6);
         let one = admit_all(&rules, "events", &batch, |m| m, 1);
-        let refused = one.iter().filter(|r| r.is_err()).count();
+        let refused = one.iter().filter(|(_, r)| r.is_err()).count();
         assert!(refused > 500 && refused < 1_500, "a mix: {refused} refused");
         for threads in [2, 3, 4] {
             assert_eq!(admit_all(&rules, "events", &batch, |m| m, threads), one);

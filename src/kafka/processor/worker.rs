@@ -13,9 +13,10 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::Message;
 use tracing::{error, info, warn};
 
-use super::context::{BrokerWatch, Ctx, RebalanceLog};
+use super::context::{BrokerWatch, CommitGate, Ctx, RebalanceLog};
 use super::dead_letter::DeadLetterRatio;
 use super::error::{fatal_consumer_error, ProcessorError};
+use super::transaction::Committing;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::input::AdmissionRules;
@@ -42,7 +43,11 @@ pub struct Processor {
     pub(super) config: Config,
     /// Shared with the poll loop, whose batch borrows records from it (no copy per record).
     pub(super) consumer: Arc<BaseConsumer<Ctx>>,
-    pub(super) producer: BaseProducer,
+    /// Shared with the thread that commits a transaction while the loop polls the next batch.
+    pub(super) producer: Arc<BaseProducer>,
+    /// The previous batch's transaction, its commit running (see [`super::transaction`]).
+    pub(super) committing: Option<Committing>,
+    pub(super) commits: Arc<CommitGate>,
     pub(super) log: Arc<Mutex<RebalanceLog>>,
     pub(super) partitions: HashMap<i32, PartitionState>,
     pub(super) parked: HashMap<i32, PartitionState>,
@@ -99,6 +104,7 @@ impl Processor {
         producer: BaseProducer,
     ) -> Result<Self, ProcessorError> {
         let log = Arc::new(Mutex::new(RebalanceLog::default()));
+        let commits = Arc::new(CommitGate::default());
         let ctx = Ctx {
             log: log.clone(),
             events_topic: config.topics.events.clone(),
@@ -106,6 +112,8 @@ impl Processor {
                 health: health.clone(),
                 bootstrap: config.kafka.bootstrap_servers.clone(),
             },
+            commits: commits.clone(),
+            commit_limit: Duration::from_millis(config.processing.transaction_timeout_ms),
         };
         let consumer: BaseConsumer<Ctx> = client_config_with_defaults(
             &config.kafka,
@@ -142,7 +150,9 @@ impl Processor {
         Ok(Self {
             config,
             consumer: Arc::new(consumer),
-            producer,
+            producer: Arc::new(producer),
+            committing: None,
+            commits,
             log,
             partitions: HashMap::new(),
             parked: HashMap::new(),
@@ -223,9 +233,12 @@ impl Processor {
                 }
             }
             if !batch.is_empty() {
-                self.process_batch(&batch)?;
+                // Decoded while the previous batch's commit runs.
+                let admissions = self.admit_batch(&batch);
+                self.process_batch(&batch, admissions)?;
             }
         }
+        self.finish_commit()?;
         info!("Processor stopping: last batch committed.");
         Ok(())
     }
@@ -236,6 +249,11 @@ const HEALTH_EVERY: usize = 256;
 
 impl Drop for Processor {
     fn drop(&mut self) {
+        // A loop that failed may leave a commit running: let it end (and abort it if it
+        // failed) before the consumer leaves.
+        if let Some(c) = self.committing.take() {
+            let _ = c.finish(&self.producer, self.txn_timeout());
+        }
         // Leave the group promptly so partitions move without waiting for the session timeout.
         self.consumer.unsubscribe();
     }
