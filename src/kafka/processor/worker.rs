@@ -90,6 +90,13 @@ impl Processor {
             ],
         )
         .create()?;
+        // librdkafka asks for the transaction coordinator at once, and when no broker
+        // connection is up yet it retries only after a fixed 500 ms: connect first (a metadata
+        // request), so the start does not wait that out. A failure here is left to
+        // `init_transactions`, which reports it.
+        let _ = producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(5));
         producer.init_transactions(Duration::from_millis(
             config.processing.transaction_timeout_ms,
         ))?;
