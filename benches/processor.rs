@@ -61,6 +61,7 @@ use rollout_breaker::engine::{
     Action, Decision, Engine, EngineOptions, ExecutionEvent, LatencyMs, Phase, Policy,
     TrafficPercent, Variant,
 };
+use rollout_breaker::kafka::client::{FETCH_QUEUE_BACKOFF, RECONNECT_BACKOFF};
 use rollout_breaker::kafka::processor::{ensure_topics, run, ProcessorError};
 use rollout_breaker::kafka::restore::restore_partition;
 use rollout_breaker::sim::{Change, Profile, Scenario, TrafficGen, Trigger};
@@ -113,7 +114,7 @@ fn fresh_config(bootstrap: &str, section: &str, policy: Policy) -> Config {
     c.topics.partitions = PARTITIONS;
     c.http.listen = None;
     c.policy = policy;
-    // `RB_BENCH_DECODE_THREADS=N` sets `processing.decode_threads` (default: the config's, 1).
+    // `RB_BENCH_DECODE_THREADS=N` sets `processing.decode_threads` (default: the config's, 0).
     if let Ok(n) = std::env::var("RB_BENCH_DECODE_THREADS") {
         c.processing.decode_threads = n.trim().parse().unwrap_or_else(|_| {
             eprintln!("error: RB_BENCH_DECODE_THREADS={n:?} is not a whole number");
@@ -433,7 +434,11 @@ struct Drain {
 /// A plain consumer in a fresh group reads `expected` records from `topic`.
 fn plain_consume(bootstrap: &str, topic: &str, expected: u64) -> Drain {
     let started = Instant::now();
+    // The processor's own connection and fetch settings, so the two differ only in what they
+    // do with the records.
     let c: BaseConsumer = client(bootstrap)
+        .set(RECONNECT_BACKOFF.0, RECONNECT_BACKOFF.1)
+        .set(FETCH_QUEUE_BACKOFF.0, FETCH_QUEUE_BACKOFF.1)
         .set("group.id", unique_name("rb-bench-plain"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

@@ -11,6 +11,15 @@ pub fn client_config(kafka: &KafkaConfig, overrides: &[(&str, &str)]) -> ClientC
     client_config_with_defaults(kafka, &[], overrides)
 }
 
+/// librdkafka (2.10 and later) drops its bootstrap connection once the first metadata names
+/// the brokers, and connects to a named broker no sooner than `reconnect.backoff.ms / 2`
+/// (at least 11 ms) after its last attempt. With the default 100 ms every new client waited
+/// ~50 ms for its first answer (55 ms against 15 ms measured against the local broker), and a
+/// start runs several clients one after another. 20 ms keeps the exponential backoff towards
+/// `reconnect.backoff.max.ms` for a broker that stays down. Every client takes it unless
+/// `kafka.options` sets it.
+pub const RECONNECT_BACKOFF: (&str, &str) = ("reconnect.backoff.ms", "20");
+
 /// Like [`client_config`], with `defaults` that the config's options may override.
 pub fn client_config_with_defaults(
     kafka: &KafkaConfig,
@@ -19,6 +28,7 @@ pub fn client_config_with_defaults(
 ) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &kafka.bootstrap_servers);
+    c.set(RECONNECT_BACKOFF.0, RECONNECT_BACKOFF.1);
     for (k, v) in defaults {
         c.set(*k, *v);
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
 use tracing::{info, warn};
 
@@ -54,8 +53,9 @@ async fn ensure_topics_watched(
     watch: BrokerWatch,
 ) -> Result<Vec<TopicWarning>, ProcessorError> {
     let t = &config.topics;
-    let admin_client: AdminClient<WatchedContext> =
-        client_config(&config.kafka, &[]).create_with_context(WatchedContext(watch.clone()))?;
+    let admin_client: Arc<AdminClient<WatchedContext>> = Arc::new(
+        client_config(&config.kafka, &[]).create_with_context(WatchedContext(watch.clone()))?,
+    );
     let spec = |name: &str| {
         TopicSpec::new(name, t.partitions).with_replication_factor(t.replication_factor)
     };
@@ -71,43 +71,41 @@ async fn ensure_topics_watched(
     if t.create_missing {
         admin::ensure_topics(&admin_client, &specs, timeout).await?;
     }
-    let cfg = config.clone();
-    let counts =
-        tokio::task::spawn_blocking(move || -> Result<Vec<(String, i32)>, ProcessorError> {
-            let consumer: BaseConsumer =
-                client_config(&cfg.kafka, &[("group.id", "rollout-breaker-admin")]).create()?;
-            let t = &cfg.topics;
+    // Partition counts (metadata, a blocking call on the admin client's connection) and the
+    // topics' configurations are asked for at the same time.
+    let counts = tokio::task::spawn_blocking({
+        let (admin_client, t) = (admin_client.clone(), t.clone());
+        move || -> Result<Vec<(String, i32)>, ProcessorError> {
             let mut counts = Vec::new();
             for name in [&t.events, &t.decisions, &t.commands] {
-                let n =
-                    admin::partition_count(consumer.client(), name, timeout)?.ok_or_else(|| {
-                        admin::AdminError::UnknownTopic {
-                            topic: name.clone(),
-                        }
-                    })?;
+                let n = admin::partition_count(admin_client.inner(), name, timeout)?.ok_or_else(
+                    || admin::AdminError::UnknownTopic {
+                        topic: name.clone(),
+                    },
+                )?;
                 counts.push((name.clone(), n));
             }
             Ok(counts)
-        })
-        .await
-        .expect("partition count task panicked")?;
-    admin::check_co_partitioned(&counts)?;
+        }
+    });
+    // The topics exist once their partitions are counted, so a failing DescribeConfigs
+    // means the cluster does not offer it (librdkafka's mock cluster) or denies it: the checks
+    // are then skipped with a warning rather than keeping the processor from starting. A
+    // second is ample for a connected client, and the demo's mock cluster (which never
+    // answers) delays the start by no more than that.
+    let describe = Duration::from_secs(1);
+    let (counts, decisions, events, commands) = tokio::join!(
+        counts,
+        admin::topic_config(&admin_client, &t.decisions, describe),
+        admin::topic_config(&admin_client, &t.events, describe),
+        admin::topic_config(&admin_client, &t.commands, describe),
+    );
+    admin::check_co_partitioned(&counts.expect("partition count task panicked")?)?;
     BrokerConnected {
         bootstrap: &watch.bootstrap,
     }
     .emit(&watch.health);
 
-    // The topics exist (their partitions were just counted), so a failing DescribeConfigs
-    // means the cluster does not offer it (librdkafka's mock cluster) or denies it: the checks
-    // are then skipped with a warning rather than keeping the processor from starting. The
-    // client is connected by now, so a second is ample, and the demo's mock cluster (which
-    // never answers) delays the start by no more than that.
-    let describe = Duration::from_secs(1);
-    let (decisions, events, commands) = tokio::join!(
-        admin::topic_config(&admin_client, &t.decisions, describe),
-        admin::topic_config(&admin_client, &t.events, describe),
-        admin::topic_config(&admin_client, &t.commands, describe),
-    );
     let mut warnings: Vec<TopicWarning> = Vec::new();
     match decisions {
         Ok(c) => admin::check_compacted(&t.decisions, &c)?,
