@@ -210,22 +210,16 @@ impl Processor {
         while !stop.load(Ordering::Relaxed) {
             batch.clear();
             let mut first_at: Option<Instant> = None;
-            let mut wait = Duration::from_millis(100);
-            let mut empty = true;
             while batch.len() < max_records && !stop.load(Ordering::Relaxed) {
-                // The batch's time bound, re-read after an empty poll and every
-                // `CLOCK_EVERY` records (not a clock read per record: a poll that finds its
-                // queue empty waits at most that many records' time too long).
-                if let Some(t) = first_at {
-                    if empty || batch.len() % CLOCK_EVERY == 0 {
-                        match max_wait.checked_sub(t.elapsed()) {
-                            Some(w) => wait = w,
-                            None => break,
-                        }
-                    }
-                }
+                let wait = match first_at {
+                    Some(t) => match max_wait.checked_sub(t.elapsed()) {
+                        Some(w) => w,
+                        None => break,
+                    },
+                    None => Duration::from_millis(100),
+                };
                 let polled = consumer.poll(wait);
-                empty = polled.is_none();
+                let empty = polled.is_none();
                 // Liveness for `/healthz` (seconds matter): not a clock read per record.
                 if empty || batch.len() % HEALTH_EVERY == 0 {
                     self.health.polled();
@@ -241,10 +235,7 @@ impl Processor {
                             // Assigned in this very poll: restore before anything else.
                             self.handle_rebalance(&mut batch)?;
                         }
-                        if first_at.is_none() {
-                            first_at = Some(Instant::now());
-                            wait = max_wait;
-                        }
+                        first_at.get_or_insert_with(Instant::now);
                         batch.push(Input { msg });
                     }
                     Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
@@ -268,10 +259,6 @@ impl Processor {
 
 /// How many records the poll loop takes between two liveness marks.
 const HEALTH_EVERY: usize = 256;
-
-/// How many records the poll loop takes between two reads of the clock for the batch's time
-/// bound.
-const CLOCK_EVERY: usize = 64;
 
 impl Drop for Processor {
     fn drop(&mut self) {
