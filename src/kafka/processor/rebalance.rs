@@ -77,9 +77,13 @@ impl Processor {
         let restore_started = std::time::Instant::now();
         let restored: Vec<Result<(i32, PartitionState), KafkaError>> =
             std::thread::scope(|scope| {
+                // Each restore says when it is done, so the loop neither waits longer than
+                // the slowest restore nor goes quiet while they run.
+                let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
                 let handles: Vec<_> = to_restore
                     .iter()
                     .map(|&(p, committed)| {
+                        let done = done_tx.clone();
                         scope.spawn(move || {
                             let mut engine = Engine::new(
                                 config.policy.clone(),
@@ -88,7 +92,9 @@ impl Processor {
                                 },
                             );
                             let stats =
-                                restore_partition(config, admission, p, committed.0, &mut engine)?;
+                                restore_partition(config, admission, p, committed.0, &mut engine);
+                            let _ = done.send(());
+                            let stats = stats?;
                             metrics::counter!(observe::RESTORE_DECISIONS)
                                 .increment(stats.decisions_read);
                             metrics::counter!(observe::RESTORE_EVENTS)
@@ -97,11 +103,18 @@ impl Processor {
                         })
                     })
                     .collect();
+                drop(done_tx);
                 // The loop waits here, not stuck: keep `/healthz` alive while restores run
                 // (each read is bounded by the restore timeout).
-                while !handles.iter().all(|h| h.is_finished()) {
+                let mut finished = 0;
+                while finished < handles.len() {
                     health.polled();
-                    std::thread::sleep(Duration::from_millis(100));
+                    match done_rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok(()) => finished += 1,
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        // Every sender is gone: every restore thread has ended (a panic too).
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                 }
                 health.polled();
                 handles
