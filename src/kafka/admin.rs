@@ -512,6 +512,37 @@ pub fn partition_count<C: ClientContext>(
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<i32>, AdminError> {
+    Ok(partitions_led(client, topic, timeout)?.map(|(count, _)| count))
+}
+
+/// [`partition_count`], once every partition of `topic` has a leader in the cluster's
+/// metadata, or `within` has passed (then the count as it is). A topic created a moment ago
+/// shows partitions without a leader for a while, and a new client that asks for one then
+/// (a restore's first watermark query) waits in librdkafka's fixed steps of 100, 200, 300 ms:
+/// measured, 0.7 s in a third of the bench's starts.
+pub fn partition_count_led<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    timeout: Duration,
+    within: Duration,
+) -> Result<Option<i32>, AdminError> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match partitions_led(client, topic, timeout)? {
+            Some((_, false)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            found => return Ok(found.map(|(count, _)| count)),
+        }
+    }
+}
+
+/// `topic`'s partition count and whether every partition has a leader, or `None`.
+fn partitions_led<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<(i32, bool)>, AdminError> {
     let metadata = client.fetch_metadata(Some(topic), timeout)?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
@@ -522,7 +553,11 @@ pub fn partition_count<C: ClientContext>(
         Some(err) => return Err(topic_error(topic, "Metadata", err.into())),
     }
     let count = i32::try_from(found.partitions().len()).unwrap_or(i32::MAX);
-    Ok(Some(count))
+    let led = found
+        .partitions()
+        .iter()
+        .all(|p| p.leader() >= 0 && p.error().is_none());
+    Ok(Some((count, led)))
 }
 
 fn topic_error(topic: &str, operation: &'static str, code: RDKafkaErrorCode) -> AdminError {

@@ -71,18 +71,23 @@ async fn ensure_topics_watched(
     if t.create_missing {
         admin::ensure_topics(&admin_client, &specs, timeout).await?;
     }
-    // Partition counts (metadata, a blocking call on the admin client's connection) and the
-    // topics' configurations are asked for at the same time.
+    // Partition counts (metadata, a blocking call on the admin client's connection; once the
+    // partitions have leaders) and the topics' configurations are asked for at the same time.
     let counts = tokio::task::spawn_blocking({
         let (admin_client, t) = (admin_client.clone(), t.clone());
         move || -> Result<Vec<(String, i32)>, ProcessorError> {
             let mut counts = Vec::new();
             for name in [&t.events, &t.decisions, &t.commands] {
-                let n = admin::partition_count(admin_client.inner(), name, timeout)?.ok_or_else(
-                    || admin::AdminError::UnknownTopic {
-                        topic: name.clone(),
-                    },
-                )?;
+                // Led partitions: the restores that follow ask for leaders at once.
+                let n = admin::partition_count_led(
+                    admin_client.inner(),
+                    name,
+                    timeout,
+                    Duration::from_secs(5),
+                )?
+                .ok_or_else(|| admin::AdminError::UnknownTopic {
+                    topic: name.clone(),
+                })?;
                 counts.push((name.clone(), n));
             }
             Ok(counts)
