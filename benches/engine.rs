@@ -47,25 +47,37 @@ fn bench(c: &mut Criterion) {
     assert_eq!(engine.len(), ROLLOUTS);
     let mut round = 1i64;
     let mut out = Vec::new();
-    group.bench_function("apply_event/10k_rollouts", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                // Shift the log forward in event time so every round is new data (untimed).
-                for e in events.iter_mut() {
-                    e.timestamp += (BATCH / 100) as i64;
-                }
-                round += 1;
-                let start = thread_cpu_time();
-                for e in &events {
+    for batched in [false, true] {
+        let name = if batched {
+            "apply_events/10k_rollouts"
+        } else {
+            "apply_event/10k_rollouts"
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // Shift the log forward in event time so every round is new data (untimed).
+                    for e in events.iter_mut() {
+                        e.timestamp += (BATCH / 100) as i64;
+                    }
+                    round += 1;
                     out.clear();
-                    engine.apply_event(std::hint::black_box(e), &mut out);
+                    let start = thread_cpu_time();
+                    if batched {
+                        engine.apply_events(std::hint::black_box(&events), &mut out);
+                    } else {
+                        for e in &events {
+                            out.clear();
+                            engine.apply_event(std::hint::black_box(e), &mut out);
+                        }
+                    }
+                    total += thread_cpu_time() - start;
                 }
-                total += thread_cpu_time() - start;
-            }
-            total
+                total
+            });
         });
-    });
+    }
     let held: usize = engine.rollouts().map(|r| r.buckets_held()).sum();
     println!(
         "engine after {round} rounds: {} rollouts, {held} buckets held ({:.1} per rollout)",
@@ -93,31 +105,36 @@ fn bench(c: &mut Criterion) {
     }
     let timed_from = round;
     let mut published = [0u64; 4]; // START, ADVANCE, ROLLBACK, other published
-    group.bench_function("apply_event/10k_rollouts_churn", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                churn.set_round(round); // untimed
-                round += 1;
-                let start = thread_cpu_time();
-                for e in &churn.events {
+    for batched in [false, true] {
+        let name = if batched {
+            "apply_events/10k_rollouts_churn"
+        } else {
+            "apply_event/10k_rollouts_churn"
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    churn.set_round(round); // untimed
+                    round += 1;
                     out.clear();
-                    engine.apply_event(std::hint::black_box(e), &mut out);
-                    for d in &out {
-                        match d.action {
-                            Action::Start => published[0] += 1,
-                            Action::Advance => published[1] += 1,
-                            Action::Rollback => published[2] += 1,
-                            Action::Maintain => {}
-                            _ => published[3] += 1,
+                    let start = thread_cpu_time();
+                    if batched {
+                        engine.apply_events(std::hint::black_box(&churn.events), &mut out);
+                        count(&out, &mut published);
+                    } else {
+                        for e in &churn.events {
+                            out.clear();
+                            engine.apply_event(std::hint::black_box(e), &mut out);
+                            count(&out, &mut published);
                         }
                     }
+                    total += thread_cpu_time() - start;
                 }
-                total += thread_cpu_time() - start;
-            }
-            total
+                total
+            });
         });
-    });
+    }
     group.finish();
     println!(
         "churn: {} s of event time timed ({} events): {} START, {} ADVANCE, {} ROLLBACK, {} other \
@@ -129,6 +146,19 @@ fn bench(c: &mut Criterion) {
         published[2],
         published[3],
     );
+}
+
+/// Counts the published decisions in `out` by action: START, ADVANCE, ROLLBACK, other.
+fn count(out: &[rollout_breaker::engine::Decision], published: &mut [u64; 4]) {
+    for d in out {
+        match d.action {
+            Action::Start => published[0] += 1,
+            Action::Advance => published[1] += 1,
+            Action::Rollback => published[2] += 1,
+            Action::Maintain => {}
+            _ => published[3] += 1,
+        }
+    }
 }
 
 criterion_group!(benches, bench);

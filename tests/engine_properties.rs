@@ -127,6 +127,35 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `apply_events` (which prefetches ahead) decides exactly what `apply_event` one event
+    /// at a time decides, in the same order, whatever the batch boundaries.
+    #[test]
+    fn applying_in_batches_decides_as_applying_one_by_one(
+        events in event_log(),
+        cut in 1usize..40,
+        statistical in any::<bool>(),
+    ) {
+        let policy = if statistical { Policy::default() } else { Policy::threshold() };
+        let mut one = Engine::new(policy.clone(), EngineOptions::default());
+        let mut by_one = Vec::new();
+        for e in &events {
+            one.apply_event(e, &mut by_one);
+        }
+        let mut batched = Engine::new(policy, EngineOptions::default());
+        let mut in_batches = Vec::new();
+        for chunk in events.chunks(cut) {
+            batched.apply_events(chunk, &mut in_batches);
+        }
+        prop_assert_eq!(&by_one, &in_batches);
+        for r in one.rollouts() {
+            prop_assert_eq!(Some(r.snapshot(i64::MAX / 2)), batched.rollout(r.id()).map(|b| b.snapshot(i64::MAX / 2)));
+        }
+    }
+}
+
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

@@ -162,6 +162,12 @@ impl LatencyHistogram {
         }
     }
 
+    /// Where the count of a latency of `us` µs is kept (for a prefetch).
+    #[inline]
+    pub(crate) fn bin_address(&self, us: u64) -> *const u16 {
+        &self.low[bin_of(us)]
+    }
+
     #[cold]
     fn carry(&mut self, bin: usize, n: u32) {
         let carries = self.carries.get_or_insert_with(|| Box::new([0; BINS]));

@@ -38,7 +38,7 @@ pub mod window;
 
 pub use command::{Command, CommandError, CommandKind};
 pub use decision::{Action, Cause, Decision, MetricsSnapshot, Warning};
-pub use engine::{Engine, EngineCounters, EngineOptions, Input};
+pub use engine::{Engine, EngineCounters, EngineOptions, Input, Prefetch, PREFETCH_AHEAD};
 pub use log::LatestDecisions;
 pub use phase::{BreakerState, Phase};
 pub use policy::{Policy, PolicyError, Schedule};

@@ -258,6 +258,39 @@ impl Rollout {
         true
     }
 
+    /// Starts loading the fields [`Rollout::record`] reads first (see [`Engine::prefetch`]).
+    ///
+    /// [`Engine::prefetch`]: super::Engine::prefetch
+    #[inline]
+    pub fn prefetch_state(&self) {
+        let first = std::ptr::from_ref(self).cast::<u8>();
+        // The hot fields come first (`repr(C)`) and end with the candidate window.
+        let hot_end =
+            std::mem::offset_of!(Rollout, candidate) + std::mem::size_of::<VariantWindow>();
+        let mut offset = 0;
+        while offset < hot_end {
+            super::window::prefetch(first.wrapping_add(offset));
+            offset += 64;
+        }
+        super::window::prefetch(first.wrapping_add(hot_end - 1));
+    }
+
+    /// Starts loading the newest bucket of `event`'s window, where it nearly always lands,
+    /// when the rollout has no scopes (see [`Engine::prefetch`]). Reads the rollout's state: prefetch
+    /// that first.
+    ///
+    /// [`Engine::prefetch`]: super::Engine::prefetch
+    #[inline]
+    pub fn prefetch_bucket(&self, event: &ExecutionEvent) {
+        if self.policy.has_scopes() {
+            return;
+        }
+        match event.variant {
+            Variant::Baseline => self.baseline.prefetch(event.latency),
+            Variant::Candidate => self.candidate.prefetch(event.latency),
+        }
+    }
+
     /// The metrics of the current phase over the rolling window ending at `end`, quantiles
     /// included.
     pub fn snapshot(&self, end: EventTime) -> MetricsSnapshot {

@@ -25,7 +25,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use super::error::ProcessorError;
 use super::worker::{Input, Processor};
 use crate::codec::WireRecord;
-use crate::engine::Decision;
+use crate::engine::{Decision, Prefetch, PREFETCH_AHEAD};
 use crate::input::{admit, AdmissionRules, Admitted, InputTopic, Refusal, RELAYED_COMMAND_HEADER};
 use crate::kafka::read::record_view;
 use crate::observe::{self, DecisionPublished};
@@ -170,6 +170,24 @@ impl Processor {
         Ok(())
     }
 
+    /// Starts loading the engine state of the events a few records ahead of record `i` (see
+    /// [`Engine::prefetch`](crate::engine::Engine::prefetch)): the rollout's state for one
+    /// [`PREFETCH_AHEAD`] records ahead, its bucket for one half as far.
+    fn prefetch_ahead(&self, batch: &[Input<'_>], admissions: &Admissions, i: usize) {
+        for (ahead, what) in [
+            (PREFETCH_AHEAD, Prefetch::Rollout),
+            (PREFETCH_AHEAD / 2, Prefetch::Bucket),
+        ] {
+            if let (Some(input), Some((_, Ok(Admitted::Event(ev))))) =
+                (batch.get(i + ahead), admissions.get(i + ahead))
+            {
+                if let Some(state) = self.partitions.get(&input.msg.partition()) {
+                    state.engine.prefetch(Some(ev), what);
+                }
+            }
+        }
+    }
+
     fn process_in_transaction(
         &mut self,
         batch: &[Input<'_>],
@@ -181,7 +199,9 @@ impl Processor {
         let mut scratch = Vec::new();
         let (mut events_in, mut commands_in) = (0u64, 0u64);
         let mut executions = observe::ExecutionTally::default();
-        for (input, (topic, admitted)) in batch.iter().zip(admissions) {
+        for (i, (input, (topic, admitted))) in batch.iter().zip(&admissions).enumerate() {
+            self.prefetch_ahead(batch, &admissions, i);
+            let (topic, admitted) = (*topic, admitted.as_ref());
             let m = &input.msg;
             let p = m.partition();
             let is_events = topic == InputTopic::Events;
@@ -210,9 +230,9 @@ impl Processor {
             let outcome = match admitted {
                 Ok(Admitted::Event(ev)) => {
                     let state = state.expect("events partitions are owned");
-                    executions.record(&ev);
+                    executions.record(ev);
                     scratch.clear();
-                    state.engine.apply_event(&ev, &mut scratch);
+                    state.engine.apply_event(ev, &mut scratch);
                     decisions.extend(
                         scratch
                             .drain(..)
@@ -227,7 +247,7 @@ impl Processor {
                     match state
                         .expect("events partitions are owned")
                         .engine
-                        .apply_command_into(&c, &mut scratch)
+                        .apply_command_into(c, &mut scratch)
                     {
                         Ok(()) => {
                             decisions.extend(scratch.drain(..).map(|d| (p, d)));
@@ -254,7 +274,7 @@ impl Processor {
                     self.send(relay)?;
                     Ok(())
                 }
-                Err(refusal) => Err((refusal.reason, refusal.message)),
+                Err(refusal) => Err((refusal.reason, refusal.message.clone())),
             };
             self.dead_letters.push(outcome.is_err());
             if let Err((reason, error)) = outcome {
