@@ -223,7 +223,7 @@ impl TrafficGen {
             Variant::Baseline => "v1".into(),
             Variant::Candidate => "v2".into(),
         };
-        event.request_key = Some(key);
+        event.request_key = Some(key.into());
         event.segment.clone_from(&self.scenario.segment);
         event.region.clone_from(&self.scenario.region);
         Some(event)

@@ -26,7 +26,7 @@ fn event(i: u64) -> ExecutionEvent {
         1_764_222_000_000 + (i as i64) * 1_000,
     );
     e.version = "v2".into();
-    e.request_key = Some(format!("user-{i}"));
+    e.request_key = Some(format!("user-{i}").into());
     e
 }
 
@@ -113,11 +113,11 @@ async fn thousand_events_arrive_keyed_timestamped_and_equal() {
                 "{} not on Java's partition",
                 e.rollout_id
             );
-            received.insert(e.request_key.clone().unwrap(), e);
+            received.insert(e.request_key.clone().unwrap().to_string(), e);
         }
         assert_eq!(received.len(), sent.len());
         for e in &sent {
-            assert_eq!(&received[e.request_key.as_ref().unwrap()], e);
+            assert_eq!(&received[e.request_key.as_deref().unwrap()], e);
         }
     }
 }

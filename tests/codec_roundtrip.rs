@@ -62,14 +62,14 @@ fn event() -> impl Strategy<Value = ExecutionEvent> {
                 (cost, segment, extra),
             )| {
                 ExecutionEvent {
-                    rollout_id,
+                    rollout_id: rollout_id.into(),
                     variant: if cand {
                         Variant::Candidate
                     } else {
                         Variant::Baseline
                     },
-                    version,
-                    request_key,
+                    version: version.into(),
+                    request_key: request_key.map(Into::into),
                     success,
                     latency: LatencyMs::new(latency).unwrap(),
                     timestamp,

@@ -112,7 +112,7 @@ fn labelled(mut log: Vec<In>) -> Vec<In> {
             let build = (e.timestamp - T0) / 30_000;
             e.version = match e.variant {
                 Variant::Baseline => "v1".into(),
-                Variant::Candidate => format!("v2.{build}"),
+                Variant::Candidate => format!("v2.{build}").into(),
             };
             if e.variant == Variant::Candidate && build % 2 == 1 {
                 e.success = false;

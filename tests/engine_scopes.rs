@@ -90,7 +90,7 @@ impl Loop {
                 };
                 let ok = !(candidate && fails(s, t));
                 let mut e = ExecutionEvent::new(ID, variant, ok, LatencyMs::new(100.0).unwrap(), t);
-                e.request_key = Some(key);
+                e.request_key = Some(key.into());
                 e.segment = s.segment.clone();
                 e.region = s.region.clone();
                 self.apply(e);

@@ -84,7 +84,7 @@ fn fleet(secs: i64, policy: &Policy) -> Vec<ExecutionEvent> {
                 Variant::Baseline
             };
             let mut e = ExecutionEvent::new(ID, variant, !fails, LatencyMs::new(80.0).unwrap(), t);
-            e.request_key = Some(key);
+            e.request_key = Some(key.into());
             e.segment = s.segment.clone();
             e.region = s.region.clone();
             engine.apply(&e);

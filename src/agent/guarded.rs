@@ -172,8 +172,8 @@ impl GuardedAgent {
             LatencyMs::new(latency_ms).unwrap_or(LatencyMs::new(0.0).expect("0 is a latency")),
             now_ms(),
         );
-        event.version = self.version_label(variant).to_owned();
-        event.request_key = Some(request_key.to_owned());
+        event.version = self.version_label(variant).into();
+        event.request_key = Some(request_key.into());
         event.segment.clone_from(&self.segment);
         event.region.clone_from(&self.region);
         if cancelled {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::avro::{self, Reader};
@@ -44,8 +45,8 @@ impl super::private::Body for ExecutionEvent {
     fn read_avro(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let rollout_id = check_rollout_id(r.str("rollout_id")?)?;
         let variant = symbol(&VARIANTS, r.index("variant", VARIANTS.len())?);
-        let version = r.str("version")?.to_owned();
-        let request_key = r.opt_str("request_key")?.map(str::to_owned);
+        let version = CompactString::from(r.str("version")?);
+        let request_key = r.opt_str("request_key")?.map(CompactString::from);
         let success = r.boolean("success")?;
         let latency = check_latency(r.double("latency_ms")?)?;
         let timestamp = check_timestamp("timestamp_ms", r.long("timestamp_ms")?)?;
@@ -116,7 +117,7 @@ impl super::private::Body for ExecutionEvent {
             &VARIANTS,
             &req(e.variant, "variant")?.0,
         )?;
-        let version = req(e.version, "version")?.0.into_owned();
+        let version = CompactString::from(req(e.version, "version")?.0);
         let success = req(e.success, "success")?;
         let latency = check_latency(req(e.latency_ms, "latency_ms")?)?;
         let timestamp = check_timestamp("timestamp_ms", req(e.timestamp_ms, "timestamp_ms")?)?;
@@ -129,7 +130,7 @@ impl super::private::Body for ExecutionEvent {
             rollout_id,
             variant,
             version,
-            request_key: e.request_key.map(|s| s.0.into_owned()),
+            request_key: e.request_key.map(|s| CompactString::from(s.0)),
             success,
             latency,
             timestamp,

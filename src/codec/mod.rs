@@ -428,7 +428,7 @@ pub fn decode_command_any(bytes: &[u8]) -> Result<Command, DecodeError> {
 
 // Domain checks shared by the Avro and JSON decoders.
 
-fn check_rollout_id(id: &str) -> Result<String, DecodeError> {
+fn check_rollout_id<T: for<'a> From<&'a str>>(id: &str) -> Result<T, DecodeError> {
     if id.is_empty() {
         Err(DecodeError::invalid("rollout_id", "must not be empty"))
     } else if id.len() > MAX_ROLLOUT_ID_BYTES {
@@ -437,7 +437,7 @@ fn check_rollout_id(id: &str) -> Result<String, DecodeError> {
             format!("{} bytes, at most {MAX_ROLLOUT_ID_BYTES} allowed", id.len()),
         ))
     } else {
-        Ok(id.to_owned())
+        Ok(T::from(id))
     }
 }
 

@@ -233,7 +233,7 @@ fn invalid_timestamp() {
 fn invalid_field() {
     for id in [String::new(), "x".repeat(MAX_ROLLOUT_ID_BYTES + 1)] {
         let mut e = event();
-        e.rollout_id = id;
+        e.rollout_id = id.into();
         for enc in [Encoding::Json, Encoding::AvroSingleObject] {
             assert_eq!(
                 reason_of(decode_event(&encode_event(&e, enc), enc)),
@@ -242,7 +242,7 @@ fn invalid_field() {
         }
     }
     let mut e = event();
-    e.rollout_id = "x".repeat(MAX_ROLLOUT_ID_BYTES);
+    e.rollout_id = "x".repeat(MAX_ROLLOUT_ID_BYTES).into();
     assert!(decode_event(&encode_event(&e, Encoding::Json), Encoding::Json).is_ok());
     for variant in ["", "candidate", "CANARY"] {
         let bytes = json_event(|m| {

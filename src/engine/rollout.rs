@@ -488,7 +488,7 @@ impl Rollout {
     /// [`Rollout::apply_event`] for this scope alone.
     fn apply_own_event(&mut self, event: &ExecutionEvent, out: &mut Vec<Decision>) {
         if let Some(reason) = self.retry_reason(event) {
-            self.candidate_version = Some(event.version.clone());
+            self.candidate_version = Some(event.version.to_string());
             let at = bucket_start(event.timestamp, self.width());
             out.push(self.start(at, Cause::Automatic, WATCHDOG, reason));
             // Not a first start: an operator's START does not override it (a restore could
@@ -547,9 +547,13 @@ impl Rollout {
             let start = bucket_start(event.timestamp, self.width());
             match self.candidate_labels.get_mut(&start) {
                 Some(label) if *label == event.version => {}
-                Some(label) => label.clone_from(&event.version),
+                Some(label) => {
+                    label.clear();
+                    label.push_str(&event.version);
+                }
                 None => {
-                    self.candidate_labels.insert(start, event.version.clone());
+                    self.candidate_labels
+                        .insert(start, event.version.to_string());
                 }
             }
         }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// Event time: milliseconds since the Unix epoch, taken from the event itself, never from a clock.
@@ -200,13 +201,13 @@ impl fmt::Display for Variant {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionEvent {
     /// The rollout this execution belongs to; also the Kafka record key.
-    pub rollout_id: String,
+    pub rollout_id: CompactString,
     /// Which variant served the request.
     pub variant: Variant,
     /// Free-form version label of the agent that served it (e.g. `"doer-v2"`).
-    pub version: String,
+    pub version: CompactString,
     /// The request key the splitter hashed, when the agent knows it.
-    pub request_key: Option<String>,
+    pub request_key: Option<CompactString>,
     /// Whether the task completed.
     pub success: bool,
     /// How long the execution took.
@@ -228,7 +229,7 @@ pub struct ExecutionEvent {
 impl ExecutionEvent {
     /// A minimal event with no optional fields.
     pub fn new(
-        rollout_id: impl Into<String>,
+        rollout_id: impl Into<CompactString>,
         variant: Variant,
         success: bool,
         latency: LatencyMs,
@@ -237,7 +238,7 @@ impl ExecutionEvent {
         Self {
             rollout_id: rollout_id.into(),
             variant,
-            version: String::new(),
+            version: CompactString::default(),
             request_key: None,
             success,
             latency,

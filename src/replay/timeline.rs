@@ -98,7 +98,7 @@ impl Observer for Timeline {
         let start = e.timestamp - e.timestamp.rem_euclid(w);
         let bucket = self
             .rollouts
-            .entry(e.rollout_id.clone())
+            .entry(e.rollout_id.to_string())
             .or_default()
             .entry(start)
             .or_default();
