@@ -36,18 +36,23 @@ const POKE_LIMIT: Duration = Duration::from_millis(500);
 /// Batches at least this large are decoded on several threads.
 const PARALLEL_ADMIT_MIN: usize = 2_048;
 
-/// Admits (decodes and checks) every record of `batch`, in batch order. Admission is a pure
-/// function of the record, so large batches are split across `threads` threads (this thread
-/// takes the first share) and the results are the same, in the same order, as one thread's: the
-/// records are then applied one by one, in order, as before. Each result comes with the
-/// record's topic (read once: librdkafka's topic name is a C string to measure and check).
+/// Admits (decodes and checks) every record of `batch` into `out` (emptied first), in batch
+/// order. Admission is a pure function of the record, so large batches are split across
+/// `threads` threads (this thread takes the first share, the others write into `spare`
+/// buffers, appended in order) and the results are the same, in the same order, as one
+/// thread's: the records are then applied one by one, in order, as before. `out` and `spare`
+/// are kept by the caller from batch to batch, so admission allocates no buffer per batch.
+/// Each result comes with the record's topic (read once: librdkafka's topic name is a C string
+/// to measure and check).
 fn admit_all<T: Sync, M: Message>(
     rules: &AdmissionRules,
     events_topic: &str,
     batch: &[T],
     msg: fn(&T) -> &M,
     threads: usize,
-) -> Vec<(InputTopic, Result<Admitted, Refusal>)> {
+    out: &mut Admissions,
+    spare: &mut Vec<Admissions>,
+) {
     let admit_one = |item: &T| {
         let m = msg(item);
         let topic = if m.topic() == events_topic {
@@ -57,22 +62,36 @@ fn admit_all<T: Sync, M: Message>(
         };
         (topic, admit(rules, &record_view(m, topic)))
     };
+    out.clear();
     if threads <= 1 || batch.len() < PARALLEL_ADMIT_MIN {
-        return batch.iter().map(admit_one).collect();
+        out.extend(batch.iter().map(admit_one));
+        return;
     }
     let share = batch.len().div_ceil(threads);
+    if spare.len() < threads - 1 {
+        spare.resize_with(threads - 1, Vec::new);
+    }
     std::thread::scope(|scope| {
         let others: Vec<_> = batch
             .chunks(share)
             .skip(1)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(admit_one).collect::<Vec<_>>()))
+            .zip(spare.iter_mut())
+            .map(|(chunk, buf)| {
+                scope.spawn(move || {
+                    buf.clear();
+                    buf.extend(chunk.iter().map(admit_one));
+                })
+            })
             .collect();
-        let mut out: Vec<_> = batch[..share].iter().map(admit_one).collect();
+        out.extend(batch[..share].iter().map(admit_one));
         for other in others {
-            out.extend(other.join().expect("admission thread panicked"));
+            other.join().expect("admission thread panicked");
         }
-        out
-    })
+    });
+    let used = batch.len().div_ceil(share) - 1;
+    for buf in &mut spare[..used] {
+        out.append(buf);
+    }
 }
 
 /// Next input offsets of a batch, per (events topic?, partition).
@@ -110,14 +129,16 @@ impl Committing {
 
 impl Processor {
     /// Decodes and checks every record of `batch` (no transaction needed).
-    pub(super) fn admit_batch(&self, batch: &[Input<'_>]) -> Admissions {
+    pub(super) fn admit_batch(&mut self, batch: &[Input<'_>], out: &mut Admissions) {
         admit_all(
             &self.admission,
             &self.config.topics.events,
             batch,
             |input| &input.msg,
             self.config.processing.decode_threads(),
-        )
+            out,
+            &mut self.decode_buffers,
+        );
     }
 
     /// Processes `batch` (admitted by [`admit_batch`](Self::admit_batch)) in one transaction,
@@ -125,7 +146,7 @@ impl Processor {
     pub(super) fn process_batch(
         &mut self,
         batch: &[Input<'_>],
-        admissions: Admissions,
+        admissions: &Admissions,
     ) -> Result<(), ProcessorError> {
         self.finish_commit()?;
         self.producer.begin_transaction()?;
@@ -191,7 +212,7 @@ impl Processor {
     fn process_in_transaction(
         &mut self,
         batch: &[Input<'_>],
-        admissions: Admissions,
+        admissions: &Admissions,
     ) -> Result<Committing, ProcessorError> {
         let in_flight_before = self.producer.in_flight_count();
         let mut next = NextOffsets::default();
@@ -199,8 +220,8 @@ impl Processor {
         let mut scratch = Vec::new();
         let (mut events_in, mut commands_in) = (0u64, 0u64);
         let mut executions = observe::ExecutionTally::default();
-        for (i, (input, (topic, admitted))) in batch.iter().zip(&admissions).enumerate() {
-            self.prefetch_ahead(batch, &admissions, i);
+        for (i, (input, (topic, admitted))) in batch.iter().zip(admissions).enumerate() {
+            self.prefetch_ahead(batch, admissions, i);
             let (topic, admitted) = (*topic, admitted.as_ref());
             let m = &input.msg;
             let p = m.partition();
@@ -447,11 +468,33 @@ mod tests {
     fn admission_on_several_threads_equals_one_thread_in_order() {
         let rules = Config::default().admission_rules(6);
         let batch = records(6);
-        let one = admit_all(&rules, "events", &batch, |m| m, 1);
+        let (mut one, mut spare) = (Vec::new(), Vec::new());
+        admit_all(&rules, "events", &batch, |m| m, 1, &mut one, &mut spare);
         let refused = one.iter().filter(|(_, r)| r.is_err()).count();
         assert!(refused > 500 && refused < 1_500, "a mix: {refused} refused");
-        for threads in [2, 3, 4] {
-            assert_eq!(admit_all(&rules, "events", &batch, |m| m, threads), one);
+        // The buffers are reused from batch to batch: nothing of an earlier batch may remain.
+        let (mut out, mut spare) = (Vec::new(), Vec::new());
+        for threads in [2, 3, 4, 3, 2] {
+            admit_all(
+                &rules,
+                "events",
+                &batch[..3_000],
+                |m| m,
+                threads,
+                &mut out,
+                &mut spare,
+            );
+            assert_eq!(out, one[..3_000]);
+            admit_all(
+                &rules,
+                "events",
+                &batch,
+                |m| m,
+                threads,
+                &mut out,
+                &mut spare,
+            );
+            assert_eq!(out, one);
         }
     }
 }

@@ -51,6 +51,10 @@ pub struct Processor {
     pub(super) commits: Arc<CommitGate>,
     pub(super) log: Arc<Mutex<RebalanceLog>>,
     pub(super) partitions: FxHashMap<i32, PartitionState>,
+    /// The current batch's admissions, and the decoding threads' buffers: kept from batch to
+    /// batch, so admission allocates no buffer per batch.
+    pub(super) admissions: super::transaction::Admissions,
+    pub(super) decode_buffers: Vec<super::transaction::Admissions>,
     pub(super) parked: FxHashMap<i32, PartitionState>,
     pub(super) health: Arc<Health>,
     pub(super) dead_letters: DeadLetterRatio,
@@ -168,6 +172,8 @@ impl Processor {
             commits,
             log,
             partitions: FxHashMap::default(),
+            admissions: Vec::new(),
+            decode_buffers: Vec::new(),
             parked: FxHashMap::default(),
             health,
             dead_letters: DeadLetterRatio {
@@ -264,8 +270,12 @@ impl Processor {
             }
             if !batch.is_empty() {
                 // Decoded while the previous batch's commit runs.
-                let admissions = self.admit_batch(&batch);
-                self.process_batch(&batch, admissions)?;
+                let mut admissions = std::mem::take(&mut self.admissions);
+                self.admit_batch(&batch, &mut admissions);
+                self.process_batch(&batch, &admissions)?;
+                // Kept for the next batch (emptied): no buffer allocated per batch.
+                admissions.clear();
+                self.admissions = admissions;
             }
         }
         self.finish_commit()?;
