@@ -13,7 +13,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use super::client::reader_config;
+use super::client::{reader_config, DropInBackground};
 use crate::config::Config;
 use crate::input::{InputTopic, RecordView, RELAYED_COMMAND_HEADER};
 
@@ -37,7 +37,8 @@ pub fn read_range(
         return Ok(());
     }
     let group = format!("{}-{group_suffix}", config.kafka.group_id);
-    let consumer: BaseConsumer = reader_config(&config.kafka, &group).create()?;
+    let consumer: DropInBackground<BaseConsumer> =
+        DropInBackground::new(reader_config(&config.kafka, &group).create()?);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
     consumer.assign(&tpl)?;

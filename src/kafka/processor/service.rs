@@ -14,7 +14,7 @@ use super::error::ProcessorError;
 use super::worker::Processor;
 use crate::config::Config;
 use crate::kafka::admin::{self, TopicSpec, TopicWarning};
-use crate::kafka::client::client_config;
+use crate::kafka::client::{client_config, DropInBackground};
 use crate::kafka::retry;
 use crate::notify::Notifier;
 use crate::observe::{
@@ -105,6 +105,9 @@ async fn ensure_topics_watched(
         admin::topic_config(&admin_client, &t.events, describe),
         admin::topic_config(&admin_client, &t.commands, describe),
     );
+    // Dropping an admin client waits for its polling thread's 100-ms poll to end: not on the
+    // start's path.
+    drop(DropInBackground::new(admin_client));
     admin::check_co_partitioned(&counts.expect("partition count task panicked")?)?;
     BrokerConnected {
         bootstrap: &watch.bootstrap,
@@ -157,8 +160,9 @@ fn wait_for_cluster(
     watch: &BrokerWatch,
     stop: &AtomicBool,
 ) -> Result<(), ProcessorError> {
-    let probe: BaseProducer<WatchedContext> =
-        client_config(&config.kafka, &[]).create_with_context(WatchedContext(watch.clone()))?;
+    let probe: DropInBackground<BaseProducer<WatchedContext>> = DropInBackground::new(
+        client_config(&config.kafka, &[]).create_with_context(WatchedContext(watch.clone()))?,
+    );
     let mut backoff = Duration::from_millis(500);
     while !stop.load(Ordering::Relaxed) {
         match probe.client().fetch_metadata(None, Duration::from_secs(3)) {

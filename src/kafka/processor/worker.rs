@@ -96,17 +96,8 @@ impl Processor {
         )
         .create()?;
         // librdkafka asks for the transaction coordinator at once, and when no broker
-        // connection is up yet it retries only after a fixed 500 ms: connect first, so the
-        // start does not wait that out. Two metadata requests: the first goes through the
-        // bootstrap connection, which librdkafka drops as soon as the answer names the
-        // brokers; the second waits for a connection to a named broker, which the coordinator
-        // lookup can then use (one request left a race that still cost 500 ms in a third of
-        // the bench's starts). A failure here is left to `init_transactions`, which reports it.
-        for _ in 0..2 {
-            let _ = producer
-                .client()
-                .fetch_metadata(None, Duration::from_secs(5));
-        }
+        // connection is up yet it retries only after a fixed 500 ms: connect first.
+        crate::kafka::client::connect(producer.client(), None, Duration::from_secs(5));
         producer.init_transactions(Duration::from_millis(
             config.processing.transaction_timeout_ms,
         ))?;
