@@ -7,12 +7,15 @@
 //!
 //! - `apply_event/10k_rollouts`: the worst case for the window path (each rollout sees one
 //!   variant, an event every 100 ms; after the untimed warm-up every rollout is at MAINTAIN or
-//!   OFF, so nothing is published while timed).
+//!   OFF, so nothing is published while timed), one `apply_event` per event.
+//! - `apply_events/10k_rollouts`: the same events through `Engine::apply_events`, the batch
+//!   path that prefetches the state of the events a few places ahead (as the processor does).
 //! - `apply_event/10k_rollouts_churn`: both variants, default policy with `auto_retry`; each
 //!   rollout's candidate is healthy for 120 s, then fails for 60 s, then comes back with a new
 //!   version label, staggered over the rollouts, so while timed rollouts advance (merging
 //!   their windows' histograms for the published decision), roll back and start again. The
-//!   decisions published in the timed loop are counted and printed.
+//!   decisions published in the timed loops are counted and printed. `apply_events/…_churn`:
+//!   the same through the batch path.
 
 use std::time::Duration;
 
