@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rollout_breaker::engine::{Action, Engine, EngineOptions, Policy};
+use rollout_breaker::engine::{Action, Decision, Engine, EngineOptions, ExecutionEvent, Policy};
 
 #[path = "support/workload.rs"]
 mod workload;
@@ -51,12 +51,7 @@ fn bench(c: &mut Criterion) {
     let mut round = 1i64;
     let mut out = Vec::new();
     for batched in [false, true] {
-        let name = if batched {
-            "apply_events/10k_rollouts"
-        } else {
-            "apply_event/10k_rollouts"
-        };
-        group.bench_function(name, |b| {
+        group.bench_function(bench_name(batched, "10k_rollouts"), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -65,17 +60,7 @@ fn bench(c: &mut Criterion) {
                         e.timestamp += (BATCH / 100) as i64;
                     }
                     round += 1;
-                    out.clear();
-                    let start = thread_cpu_time();
-                    if batched {
-                        engine.apply_events(std::hint::black_box(&events), &mut out);
-                    } else {
-                        for e in &events {
-                            out.clear();
-                            engine.apply_event(std::hint::black_box(e), &mut out);
-                        }
-                    }
-                    total += thread_cpu_time() - start;
+                    total += timed_apply(&mut engine, &events, batched, &mut out, |_| {});
                 }
                 total
             });
@@ -109,30 +94,15 @@ fn bench(c: &mut Criterion) {
     let timed_from = round;
     let mut published = [0u64; 4]; // START, ADVANCE, ROLLBACK, other published
     for batched in [false, true] {
-        let name = if batched {
-            "apply_events/10k_rollouts_churn"
-        } else {
-            "apply_event/10k_rollouts_churn"
-        };
-        group.bench_function(name, |b| {
+        group.bench_function(bench_name(batched, "10k_rollouts_churn"), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     churn.set_round(round); // untimed
                     round += 1;
-                    out.clear();
-                    let start = thread_cpu_time();
-                    if batched {
-                        engine.apply_events(std::hint::black_box(&churn.events), &mut out);
-                        count(&out, &mut published);
-                    } else {
-                        for e in &churn.events {
-                            out.clear();
-                            engine.apply_event(std::hint::black_box(e), &mut out);
-                            count(&out, &mut published);
-                        }
-                    }
-                    total += thread_cpu_time() - start;
+                    total += timed_apply(&mut engine, &churn.events, batched, &mut out, |d| {
+                        count(d, &mut published)
+                    });
                 }
                 total
             });
@@ -151,8 +121,42 @@ fn bench(c: &mut Criterion) {
     );
 }
 
+/// `apply_event/<workload>` (one call per event) or `apply_events/<workload>` (the batch path).
+fn bench_name(batched: bool, workload: &str) -> String {
+    let path = if batched {
+        "apply_events"
+    } else {
+        "apply_event"
+    };
+    format!("{path}/{workload}")
+}
+
+/// Applies `events` to `engine`, with one `apply_event` each or one `apply_events`, handing
+/// each call's decisions to `seen` (timed with them); returns the thread's CPU time it took.
+fn timed_apply(
+    engine: &mut Engine,
+    events: &[ExecutionEvent],
+    batched: bool,
+    out: &mut Vec<Decision>,
+    mut seen: impl FnMut(&[Decision]),
+) -> Duration {
+    out.clear();
+    let start = thread_cpu_time();
+    if batched {
+        engine.apply_events(std::hint::black_box(events), out);
+        seen(out);
+    } else {
+        for e in events {
+            out.clear();
+            engine.apply_event(std::hint::black_box(e), out);
+            seen(out);
+        }
+    }
+    thread_cpu_time() - start
+}
+
 /// Counts the published decisions in `out` by action: START, ADVANCE, ROLLBACK, other.
-fn count(out: &[rollout_breaker::engine::Decision], published: &mut [u64; 4]) {
+fn count(out: &[Decision], published: &mut [u64; 4]) {
     for d in out {
         match d.action {
             Action::Start => published[0] += 1,
