@@ -144,8 +144,12 @@ impl Engine {
     /// another.
     pub fn apply_events(&mut self, events: &[ExecutionEvent], out: &mut Vec<Decision>) {
         for (i, event) in events.iter().enumerate() {
-            self.prefetch(events.get(i + PREFETCH_AHEAD), Prefetch::Rollout);
-            self.prefetch(events.get(i + PREFETCH_AHEAD / 2), Prefetch::Bucket);
+            if let Some(ahead) = events.get(i + PREFETCH_AHEAD) {
+                self.prefetch(ahead, Prefetch::Rollout);
+            }
+            if let Some(ahead) = events.get(i + PREFETCH_AHEAD / 2) {
+                self.prefetch(ahead, Prefetch::Bucket);
+            }
             self.apply_event(event, out);
         }
     }
@@ -155,14 +159,13 @@ impl Engine {
     /// with [`Prefetch::Rollout`] some events ahead and with [`Prefetch::Bucket`] about half as
     /// far ahead (the bucket's address is read from the rollout's state).
     #[inline]
-    pub fn prefetch(&self, event: Option<&ExecutionEvent>, what: Prefetch) {
-        let Some(r) = event.and_then(|e| Some((e, self.rollouts.get(e.rollout_id.as_str())?)))
-        else {
+    pub fn prefetch(&self, event: &ExecutionEvent, what: Prefetch) {
+        let Some(r) = self.rollouts.get(event.rollout_id.as_str()) else {
             return;
         };
         match what {
-            Prefetch::Rollout => r.1.prefetch_state(),
-            Prefetch::Bucket => r.1.prefetch_bucket(r.0),
+            Prefetch::Rollout => r.prefetch_state(),
+            Prefetch::Bucket => r.prefetch_bucket(event),
         }
     }
 

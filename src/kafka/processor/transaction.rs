@@ -203,7 +203,7 @@ impl Processor {
                 (batch.get(i + ahead), admissions.get(i + ahead))
             {
                 if let Some(state) = self.partitions.get(&input.msg.partition()) {
-                    state.engine.prefetch(Some(ev), what);
+                    state.engine.prefetch(ev, what);
                 }
             }
         }
